@@ -1,0 +1,133 @@
+"""Record the residual stream entering every block at chosen token positions, in one forward pass per batch.
+
+Statistics accumulate as running sums (float64) so memory does not grow with the number of prompts.
+To record under an intervention, run the capture inside ``steer(...)``: the capture hooks are
+registered after the steering hooks, so they see the edited stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.hooks import RemovableHandle
+from tqdm.auto import tqdm
+
+from personagate.errors import PersonagateError
+from personagate.models.loading import ChatModel
+from personagate.prompts import PaddedBatch, left_pad, length_sorted_batches
+
+Positions = Literal["last", "post_instruction", "spans"]
+
+
+@dataclass
+class LayerMeans:
+    """Per-layer running sums of resid_pre at the chosen positions; ``mean`` is ``[n_layers, d]`` float32."""
+
+    sums: torch.Tensor  # [n_layers, d] float64
+    count: int
+
+    @property
+    def mean(self) -> torch.Tensor:
+        if self.count == 0:
+            raise PersonagateError("no positions were recorded; the prompt set is empty")
+        return (self.sums / self.count).to(torch.float32)
+
+
+def _position_mask(batch: PaddedBatch, positions: Positions, post_instruction: int | None,
+                   spans: Sequence[tuple[int, int]] | None) -> torch.Tensor:
+    """Bool ``[B, T]`` of the positions to record, in padded coordinates."""
+    rows, width = batch.input_ids.shape
+    mask = torch.zeros((rows, width), dtype=torch.bool, device=batch.input_ids.device)
+    if positions == "last":
+        mask[:, -1] = True
+    elif positions == "post_instruction":
+        if not post_instruction:
+            raise PersonagateError("positions='post_instruction' needs post_instruction (ChatFormatter.post_instruction_length)")
+        mask[:, width - post_instruction :] = True
+    elif positions == "spans":
+        if spans is None or len(spans) != rows:
+            raise PersonagateError("positions='spans' needs one (start, stop) token span per prompt")
+        for row, (start, stop) in enumerate(spans):
+            pad = batch.pad_lengths[row]
+            if not 0 <= start < stop <= width - pad:
+                raise PersonagateError(f"span ({start}, {stop}) lies outside prompt {row} of {width - pad} tokens")
+            mask[row, pad + start : pad + stop] = True
+    else:
+        raise PersonagateError(f"unknown positions {positions!r}; use last, post_instruction or spans")
+    return mask
+
+
+def _forward_recording(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor) -> list[torch.Tensor]:
+    """One forward pass; returns per layer the selected rows of resid_pre as ``[n_selected, d]`` float32."""
+    blocks = chat.adapter.get_blocks(chat.model)
+    recorded: list[torch.Tensor | None] = [None] * len(blocks)
+    handles: list[RemovableHandle] = []
+
+    def recorder(layer: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            recorded[layer] = hidden[select].to(torch.float32)
+
+        return hook
+
+    try:
+        for layer, block in enumerate(blocks):
+            handles.append(block.register_forward_pre_hook(recorder(layer), with_kwargs=True))
+        with torch.inference_mode():
+            chat.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                       position_ids=batch.position_ids, use_cache=False, logits_to_keep=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [r for r in recorded if r is not None]
+
+
+def mean_activations(
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    *,
+    positions: Positions = "last",
+    post_instruction: int | None = None,
+    spans: Sequence[tuple[int, int]] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "activations",
+) -> LayerMeans:
+    """Mean of resid_pre over prompts and chosen positions, at every layer."""
+    n_layers = chat.n_layers
+    sums = torch.zeros((n_layers, chat.hidden_size), dtype=torch.float64)
+    count = 0
+    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
+    for indices in length_sorted_batches(token_lists, batch_size):
+        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+        batch_spans = [spans[i] for i in indices] if spans is not None else None
+        select = _position_mask(batch, positions, post_instruction, batch_spans)
+        for layer, values in enumerate(_forward_recording(chat, batch, select)):
+            sums[layer] += values.sum(0).to(torch.float64).cpu()
+        count += int(select.sum())
+        bar.update(len(indices))
+    bar.close()
+    return LayerMeans(sums=sums, count=count)
+
+
+def last_token_activations(
+    chat: ChatModel, token_lists: Sequence[Sequence[int]], *, batch_size: int = 16, progress: bool = True,
+    desc: str = "activations",
+) -> torch.Tensor:
+    """resid_pre at the last prompt token for every prompt and layer: ``[n_prompts, n_layers, d]`` float32.
+
+    Memory grows with the prompt count; use ``mean_activations`` when only the mean is needed.
+    """
+    out = torch.zeros((len(token_lists), chat.n_layers, chat.hidden_size), dtype=torch.float32)
+    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
+    for indices in length_sorted_batches(token_lists, batch_size):
+        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+        select = _position_mask(batch, "last", None, None)
+        per_layer = _forward_recording(chat, batch, select)
+        out[indices] = torch.stack(per_layer, dim=1).cpu()
+        bar.update(len(indices))
+    bar.close()
+    return out

@@ -1,0 +1,103 @@
+"""``Direction``: one vector per layer (or one for all layers) plus where it came from.
+
+Vectors are stored raw (the difference in means, float32) so ``Add(coeff=1)`` moves one class mean
+onto the other; the site is always ``resid_pre`` (the residual stream entering block ``l``).
+Files are safetensors with the provenance as JSON in the header metadata, so one file carries both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from personagate.errors import PersonagateError
+
+SCHEMA_VERSION = 1
+SITE = "resid_pre"
+
+
+@dataclass
+class Direction:
+    """``vectors`` is ``[n_layers, d]`` (one per layer) or ``[d]`` (the same vector at every layer)."""
+
+    vectors: torch.Tensor
+    name: str = "direction"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.vectors = self.vectors.detach().to(torch.float32)
+        if self.vectors.dim() not in (1, 2):
+            raise PersonagateError(f"direction {self.name!r} must be [d] or [n_layers, d], got {tuple(self.vectors.shape)}")
+        if not torch.isfinite(self.vectors).all():
+            raise PersonagateError(f"direction {self.name!r} contains NaN or infinite values; recompute it")
+
+    @property
+    def per_layer(self) -> bool:
+        return self.vectors.dim() == 2
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.vectors.shape[-1])
+
+    def at(self, layer: int) -> torch.Tensor:
+        """The raw vector used at ``layer``."""
+        return self.vectors[layer] if self.per_layer else self.vectors
+
+    def unit_at(self, layer: int) -> torch.Tensor:
+        v = self.at(layer)
+        norm = v.norm()
+        if norm == 0:
+            raise PersonagateError(f"direction {self.name!r} is zero at layer {layer}; it cannot be normalised")
+        return v / norm
+
+    def check_fits(self, n_layers: int, hidden_size: int, *, model_hash: str | None = None, force: bool = False) -> None:
+        """Raise unless this direction can be applied to a model of this shape (and, when known, config)."""
+        if self.hidden_size != hidden_size:
+            raise PersonagateError(
+                f"direction {self.name!r} has hidden size {self.hidden_size} but the model has {hidden_size}; "
+                "it was made for another model"
+            )
+        if self.per_layer and self.vectors.shape[0] != n_layers:
+            raise PersonagateError(
+                f"direction {self.name!r} has {self.vectors.shape[0]} layers but the model has {n_layers}; "
+                "it was made for another model"
+            )
+        made_for = self.meta.get("config_hash")
+        if not force and model_hash and made_for and made_for != model_hash:
+            raise PersonagateError(
+                f"direction {self.name!r} was made for model {self.meta.get('model', '?')} (config {made_for}), "
+                f"not this one (config {model_hash}); pass force=True / --force to apply it anyway"
+            )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"name": self.name, "schema_version": SCHEMA_VERSION, "site": SITE, **self.meta}
+        save_file({"vectors": self.vectors.contiguous()}, str(path), metadata={"personagate": json.dumps(header)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Direction:
+        path = Path(path)
+        if not path.is_file():
+            raise PersonagateError(f"no such direction file: {path}")
+        try:
+            tensors = load_file(str(path))
+
+            with safe_open(str(path), framework="pt") as f:
+                header = json.loads((f.metadata() or {}).get("personagate", "{}"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise PersonagateError(f"{path} is not a readable direction file ({exc})") from None
+        if "vectors" not in tensors:
+            raise PersonagateError(f"{path} holds no 'vectors' tensor; is it a personagate direction file?")
+        version = header.get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise PersonagateError(f"{path} has schema version {version}; upgrade personagate to read it")
+        name = header.pop("name", path.stem)
+        return cls(tensors["vectors"], name=name, meta=header)

@@ -1,0 +1,369 @@
+"""Typed intervention ops composed into an ordered ``Program``; ``steer`` applies one to a forward pass.
+
+Sites (DESIGN.md): ``resid_pre[l]`` is the residual stream entering block ``l`` (``hidden_states[l]``
+of a Hugging Face model). It is edited by a forward hook on block ``l-1``'s output (a pre-hook on
+block 0 for ``l = 0``), registered *first* so that transformers' own ``output_hidden_states``
+recorder sees the edited stream. ``attn_out[l]`` / ``mlp_out[l]`` are what block ``l`` adds to the
+residual stream from attention and from the MLP.
+
+At a shared site, ops apply in program order. ``steer`` registers every handle into a list created
+before anything is registered and removes them all in ``finally``: no hook survives the context,
+even when registration fails half-way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal, Union
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from personagate.directions import Direction
+from personagate.errors import PersonagateError
+from personagate.models.adapters import ArchitectureAdapter, adapter_for
+from personagate.models.loading import ChatModel, config_hash
+
+Scope = Literal["all", "prompt", "generated"]
+_SCOPES = ("all", "prompt", "generated")
+SiteKind = Literal["resid_pre", "attn_out", "mlp_out"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open block range ``[start, stop)``; ints are block indices, floats/fractions depth fractions."""
+
+    start: int | float
+    stop: int | float
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """``"16:24"`` (blocks), ``"2/3:1"`` or ``"0.5:1.0"`` (depth fractions), ``"all"``."""
+        if text.strip() == "all":
+            return cls(0.0, 1.0)
+        parts = text.split(":")
+        if len(parts) != 2:
+            raise PersonagateError(f"window {text!r} must look like START:STOP, e.g. 16:24 or 2/3:1")
+        try:
+            values = [_number(p.strip()) for p in parts]
+        except ValueError:
+            raise PersonagateError(f"window {text!r} must look like START:STOP, e.g. 16:24 or 2/3:1") from None
+        return cls(values[0], values[1])
+
+    @property
+    def fractional(self) -> bool:
+        return not (isinstance(self.start, int) and isinstance(self.stop, int))
+
+    def resolve(self, n_layers: int) -> range:
+        """The block indices of the window for a model with ``n_layers`` blocks."""
+        if self.fractional:
+            start, stop = round(float(self.start) * n_layers), round(float(self.stop) * n_layers)
+        else:
+            start, stop = int(self.start), int(self.stop)
+        if not 0 <= start < stop <= n_layers:
+            raise PersonagateError(
+                f"window [{self.start}, {self.stop}) resolves to [{start}, {stop}), which is not a non-empty "
+                f"range inside [0, {n_layers}); windows are half-open, start < stop"
+            )
+        return range(start, stop)
+
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.stop})"
+
+
+def _number(text: str) -> int | float:
+    if "/" in text:
+        return float(Fraction(text))
+    if "." in text or "e" in text.lower():
+        return float(text)
+    return int(text)
+
+
+LayerSpec = Union[int, Sequence[int], Window, Literal["all"]]
+
+
+def resolve_layers(layers: LayerSpec, n_layers: int) -> list[int]:
+    """Layer indices from an int, a list, a ``Window`` or ``"all"``; out of range is an error."""
+    if isinstance(layers, str):
+        if layers != "all":
+            return list(Window.parse(layers).resolve(n_layers))
+        return list(range(n_layers))
+    if isinstance(layers, Window):
+        return list(layers.resolve(n_layers))
+    values = [layers] if isinstance(layers, int) else list(layers)
+    for layer in values:
+        if not isinstance(layer, int) or not 0 <= layer < n_layers:
+            raise PersonagateError(f"layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
+    return values
+
+
+def _as_direction(direction: Direction | torch.Tensor) -> Direction:
+    return direction if isinstance(direction, Direction) else Direction(torch.as_tensor(direction))
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in _SCOPES:
+        raise PersonagateError(f"scope {scope!r} is not one of {', '.join(_SCOPES)}")
+
+
+@dataclass(frozen=True)
+class Add:
+    """Add ``coeff * v_l`` to ``resid_pre[l]`` for each layer (``unit=True``: the unit vector)."""
+
+    direction: Direction
+    coeff: float
+    layers: LayerSpec = "all"
+    scope: Scope = "all"
+    unit: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", _as_direction(self.direction))
+        _check_scope(self.scope)
+        if not math.isfinite(self.coeff):
+            raise PersonagateError(f"coefficient {self.coeff} is not a finite number")
+
+    def describe(self, n_layers: int | None = None) -> str:
+        layers = _layers_text(self.layers, n_layers)
+        what = "unit " if self.unit else ""
+        return f"add {self.coeff:g} x {what}{self.direction.name} to the residual stream entering {layers}{_scope_text(self.scope)}"
+
+
+@dataclass(frozen=True)
+class Ablate:
+    """Project the direction out inside ``window``: at every block input, attention output and MLP output."""
+
+    direction: Direction
+    window: Window | tuple[int | float, int | float] | str = "all"
+    scope: Scope = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", _as_direction(self.direction))
+        window = self.window
+        if isinstance(window, str):
+            window = Window.parse(window)
+        elif isinstance(window, tuple):
+            window = Window(*window)
+        object.__setattr__(self, "window", window)
+        _check_scope(self.scope)
+
+    def describe(self, n_layers: int | None = None) -> str:
+        window = self.window
+        assert isinstance(window, Window)
+        where = f"blocks {_range_text(window.resolve(n_layers))}" if n_layers else f"window {window}"
+        return (f"project {self.direction.name} out of the residual stream, attention and MLP outputs of "
+                f"{where}{_scope_text(self.scope)}")
+
+
+Op = Union[Add, Ablate]
+
+
+def _layers_text(layers: LayerSpec, n_layers: int | None) -> str:
+    if n_layers is not None:
+        return "blocks " + _range_text(resolve_layers(layers, n_layers))
+    return f"layers {layers}"
+
+
+def _range_text(layers: Sequence[int] | range) -> str:
+    values = list(layers)
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(str, values))
+
+
+def _scope_text(scope: str) -> str:
+    return {"all": "", "prompt": ", prompt tokens only", "generated": ", generated tokens only"}[scope]
+
+
+@dataclass(frozen=True)
+class Program:
+    """An ordered list of ops; at a shared site they apply in this order."""
+
+    ops: tuple[Op, ...] = ()
+
+    def __init__(self, ops: Sequence[Op] = ()) -> None:
+        object.__setattr__(self, "ops", tuple(ops))
+        for op in self.ops:
+            if not isinstance(op, (Add, Ablate)):
+                raise PersonagateError(f"{op!r} is not an intervention op (Add or Ablate)")
+
+    def then(self, *ops: Op) -> Program:
+        return Program(self.ops + ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def describe(self, n_layers: int | None = None) -> str:
+        if not self.ops:
+            return "no intervention (the model's own forward pass)"
+        return "\n".join(f"{i + 1}. {op.describe(n_layers)}" for i, op in enumerate(self.ops))
+
+
+# --- compilation to sites -------------------------------------------------------------------------
+
+
+@dataclass
+class _SiteEdit:
+    """One op's edit at one site: add ``vector``, or remove the component along unit ``vector``."""
+
+    kind: Literal["add", "project"]
+    vector: torch.Tensor
+    scope: Scope
+
+
+@dataclass
+class _Plan:
+    sites: dict[tuple[SiteKind, int], list[_SiteEdit]] = field(default_factory=dict)
+
+    def add(self, site: tuple[SiteKind, int], edit: _SiteEdit) -> None:
+        self.sites.setdefault(site, []).append(edit)
+
+    @property
+    def needs_positions(self) -> bool:
+        return any(e.scope != "all" for edits in self.sites.values() for e in edits)
+
+
+def compile_program(
+    program: Program, n_layers: int, hidden_size: int, device: torch.device, *,
+    model_hash: str | None = None, force: bool = False,
+) -> _Plan:
+    """Check every op against the model's shape and lay its edits out per site, in program order."""
+    plan = _Plan()
+    for op in program.ops:
+        op.direction.check_fits(n_layers, hidden_size, model_hash=model_hash, force=force)
+        if isinstance(op, Add):
+            for layer in resolve_layers(op.layers, n_layers):
+                v = op.direction.unit_at(layer) if op.unit else op.direction.at(layer)
+                plan.add(("resid_pre", layer), _SiteEdit("add", (op.coeff * v).to(device), op.scope))
+        else:
+            assert isinstance(op.window, Window)
+            for layer in op.window.resolve(n_layers):
+                u = op.direction.unit_at(layer).to(device)
+                for kind in ("resid_pre", "attn_out", "mlp_out"):
+                    plan.add((kind, layer), _SiteEdit("project", u, op.scope))
+    return plan
+
+
+# --- positions ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Steering:
+    """Handle yielded by ``steer``: knows which token positions of the current forward pass are prompt.
+
+    With left padding every row's prompt ends at the same padded index, so one prompt length serves
+    the batch. It is inferred from each forward pass that starts with an empty cache; set
+    ``prompt_length`` to override (e.g. when re-running prompt + generated tokens without a cache).
+    """
+
+    program: Program
+    prompt_length: int | None = None
+    _inferred: int | None = None
+    _offset: int = 0
+
+    def _observe(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        tokens = kwargs.get("input_ids")
+        if tokens is None:
+            tokens = kwargs.get("inputs_embeds")
+        if tokens is None and args:
+            tokens = args[0]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        self._offset = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        if self._offset == 0 and tokens is not None:
+            self._inferred = int(tokens.shape[1])
+
+    def prompt_mask(self, length: int, device: torch.device) -> torch.Tensor:
+        """Bool ``[length]``: True where the position in this forward pass holds a prompt token."""
+        prompt = self.prompt_length if self.prompt_length is not None else self._inferred
+        if prompt is None:
+            raise PersonagateError("a scoped op ran before any prompt was seen; set Steering.prompt_length")
+        positions = torch.arange(self._offset, self._offset + length, device=device)
+        return positions < prompt
+
+
+def _apply_edits(hidden: torch.Tensor, edits: list[_SiteEdit], steering: Steering) -> torch.Tensor:
+    mask: torch.Tensor | None = None
+    for edit in edits:
+        if edit.kind == "add":
+            delta = edit.vector.to(hidden.dtype)
+        else:
+            h32 = hidden.float()
+            delta = -((h32 @ edit.vector).unsqueeze(-1) * edit.vector)
+            if hidden.dtype != torch.float32:
+                delta = delta.to(hidden.dtype)
+        if edit.scope != "all":
+            if mask is None:
+                mask = steering.prompt_mask(hidden.shape[-2], hidden.device)
+            keep = mask if edit.scope == "prompt" else ~mask
+            delta = delta * keep.unsqueeze(-1).to(delta.dtype)
+        hidden = hidden + delta
+    return hidden
+
+
+def _output_hook(edits: list[_SiteEdit], steering: Steering):
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (_apply_edits(output[0], edits, steering), *output[1:])
+        return _apply_edits(output, edits, steering)
+
+    return hook
+
+
+def _input_hook(edits: list[_SiteEdit], steering: Steering):
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            return (_apply_edits(args[0], edits, steering), *args[1:]), kwargs
+        kwargs = dict(kwargs)
+        kwargs["hidden_states"] = _apply_edits(kwargs["hidden_states"], edits, steering)
+        return args, kwargs
+
+    return hook
+
+
+def _unwrap(model: ChatModel | nn.Module, adapter: ArchitectureAdapter | None) -> tuple[nn.Module, ArchitectureAdapter]:
+    if isinstance(model, ChatModel):
+        return model.model, adapter or model.adapter
+    return model, adapter_for(model, adapter)
+
+
+@contextmanager
+def steer(
+    model: ChatModel | nn.Module,
+    program: Program | Sequence[Op],
+    *,
+    adapter: ArchitectureAdapter | None = None,
+    force: bool = False,
+) -> Iterator[Steering]:
+    """Apply ``program`` to every forward pass of ``model`` inside the ``with`` block, and only there."""
+    program = program if isinstance(program, Program) else Program(program)
+    module, adapter = _unwrap(model, adapter)
+    blocks = adapter.get_blocks(module)
+    n_layers, hidden = len(blocks), int(module.config.hidden_size)
+    device = next(module.parameters()).device
+    plan = compile_program(program, n_layers, hidden, device, model_hash=config_hash(module.config), force=force)
+    steering = Steering(program=program)
+    handles: list[RemovableHandle] = []
+    try:
+        if plan.needs_positions:
+            handles.append(adapter.get_backbone(module).register_forward_pre_hook(
+                steering._observe, with_kwargs=True, prepend=True))
+        for (kind, layer), edits in sorted(plan.sites.items(), key=lambda item: (item[0][1], item[0][0])):
+            if kind == "resid_pre" and layer == 0:
+                handles.append(blocks[0].register_forward_pre_hook(
+                    _input_hook(edits, steering), with_kwargs=True, prepend=True))
+            elif kind == "resid_pre":
+                handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering), prepend=True))
+            elif kind == "attn_out":
+                target = adapter.get_attn_out(blocks[layer])
+                handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))
+            else:
+                target = adapter.get_mlp_out(blocks[layer])
+                handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))
+        yield steering
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,165 @@
+"""Load a chat model by Hub id, local folder, GGUF file, or bundled name, with one dtype/device policy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from personagate.errors import PersonagateError
+from personagate.models.adapters import ArchitectureAdapter, adapter_for, architecture_of
+from personagate.models.bundled import BUNDLED, load_cached
+
+
+@dataclass
+class ChatModel:
+    """A causal LM, its tokenizer, and where its blocks live. Everything downstream takes this."""
+
+    model: nn.Module
+    tokenizer: Any
+    adapter: ArchitectureAdapter
+    name: str
+    load_seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def wrap(cls, model: nn.Module, tokenizer: Any, adapter: ArchitectureAdapter | None = None) -> ChatModel:
+        """Use a model you loaded yourself."""
+        name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        return cls(model=model, tokenizer=tokenizer, adapter=adapter_for(model, adapter), name=name)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.adapter.get_blocks(self.model))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def architecture(self) -> str:
+        return architecture_of(self.model)
+
+    def config_hash(self) -> str:
+        """Short hash of the model config: what a direction file records to refuse the wrong model."""
+        return config_hash(self.model.config)
+
+
+def config_hash(config: Any) -> str:
+    keys = ("architectures", "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size",
+            "num_attention_heads", "num_key_value_heads")
+    data = {k: getattr(config, k, None) for k in keys}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are slow and lossy there), bf16 on accelerators."""
+    return torch.float32 if device.type == "cpu" else torch.bfloat16
+
+
+def _parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        return default_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise PersonagateError(f"unknown dtype {dtype!r}; use one of {', '.join(table)}")
+    return table[dtype]
+
+
+def load_model(
+    spec: str,
+    *,
+    device: str | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+    adapter: ArchitectureAdapter | None = None,
+) -> ChatModel:
+    """Load ``spec``: ``default`` (bundled Qwen2.5-Coder-0.5B-Instruct), another bundled name,
+    a ``.gguf`` file, a local Hugging Face folder, or a Hub id.
+
+    ``device_map="auto"`` spreads a model larger than one GPU over the available devices.
+    ``trust_remote_code`` stays off unless you pass it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = resolve_device(device)
+    torch_dtype = _parse_dtype(dtype, target)
+    started = time.perf_counter()
+
+    def from_folder(folder: str | Path, **extra: Any) -> tuple[nn.Module, Any]:
+        kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **extra}
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **extra)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+        if device_map is None:
+            model.to(target)
+        return model, tokenizer
+
+    info: dict[str, Any] = {"spec": spec}
+    if spec in BUNDLED:
+        bundle = BUNDLED[spec]
+        model, tokenizer = load_cached(bundle, from_folder)  # type: ignore[misc]
+        name, info["bundle"] = bundle.name, bundle.name
+        info["gguf_sha256"] = bundle.sha256
+    else:
+        path = Path(spec).expanduser()
+        if spec.endswith(".gguf"):
+            if not path.is_file():
+                raise PersonagateError(f"no such GGUF file: {spec}")
+            model, tokenizer = from_folder(path.parent, gguf_file=path.name)
+        elif path.is_dir():
+            model, tokenizer = from_folder(path)
+        elif path.exists() or spec.startswith((".", "/", "~")):
+            raise PersonagateError(f"{spec} is not a model folder or a .gguf file")
+        else:
+            try:
+                model, tokenizer = from_folder(spec)
+            except OSError as exc:
+                raise PersonagateError(
+                    f"could not load model {spec!r} from the Hugging Face Hub ({_first_line(exc)}); check the id, "
+                    "your network, or pass a local folder, a .gguf file, or 'default'"
+                ) from None
+        name = spec
+    model.eval()
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
+    chat = ChatModel(model=model, tokenizer=tokenizer, adapter=adapter_for(model, adapter), name=name, info=info)
+    _ensure_pad_token(tokenizer)
+    chat.load_seconds = time.perf_counter() - started
+    return chat
+
+
+def _ensure_pad_token(tokenizer: Any) -> None:
+    """Left padding needs a pad id; reuse EOS when the tokenizer has none (padded positions are masked)."""
+    if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None) is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

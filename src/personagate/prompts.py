@@ -1,0 +1,172 @@
+"""Chat formatting through the tokenizer's own template, with explicit control of the system prompt.
+
+The system prompt is the persona channel: Qwen's template inserts "You are Qwen, ..." when no
+system message is given, so "no system message" and "no persona" are different requests here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from personagate.errors import PersonagateError
+
+
+class _ModelDefault:
+    """Sentinel: send no system message, so the template applies the model's own default persona."""
+
+    def __repr__(self) -> str:
+        return "MODEL_DEFAULT"
+
+
+MODEL_DEFAULT: Final = _ModelDefault()
+SystemPrompt = str | None | _ModelDefault
+"""A system prompt: text, ``None`` for no persona at all, or ``MODEL_DEFAULT``."""
+
+_PROBES = ("Name a colour.", "Count to three, please")  # two contents that end differently
+
+
+@dataclass
+class ChatFormatter:
+    """Renders instructions into prompt token ids for one tokenizer and one system prompt.
+
+    ``system=None`` sends an empty system message when the template supports one (removing a
+    default persona such as Qwen's); templates that reject a system role get no system message,
+    and a given system text is then prepended to the user message.
+    """
+
+    tokenizer: Any
+    system: SystemPrompt = MODEL_DEFAULT
+
+    def __post_init__(self) -> None:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise PersonagateError(
+                "this tokenizer has no chat template; personagate studies chat models, load an instruct model"
+            )
+        self._supports_system = self._template_accepts_system()
+        self._post_instruction = self._derive_post_instruction_length()
+
+    def messages(self, instruction: str) -> list[dict[str, str]]:
+        if isinstance(self.system, _ModelDefault):
+            return [{"role": "user", "content": instruction}]
+        text = self.system or ""
+        if self._supports_system:
+            return [{"role": "system", "content": text}, {"role": "user", "content": instruction}]
+        content = f"{text}\n\n{instruction}" if text else instruction
+        return [{"role": "user", "content": content}]
+
+    def render(self, instruction: str) -> str:
+        """The prompt text, ending where the assistant's reply begins."""
+        return self.tokenizer.apply_chat_template(
+            self.messages(instruction), tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(self, instruction: str) -> list[int]:
+        """Token ids of the rendered prompt; the template itself carries BOS, so none is added."""
+        return list(self.tokenizer(self.render(instruction), add_special_tokens=False)["input_ids"])
+
+    @property
+    def post_instruction_length(self) -> int:
+        """How many tokens follow the user's instruction (end-of-turn and assistant header)."""
+        return self._post_instruction
+
+    def _template_accepts_system(self) -> bool:
+        try:
+            self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        except Exception:  # jinja templates raise their own error types for an unsupported role
+            return False
+        return True
+
+    def _derive_post_instruction_length(self) -> int:
+        """The common token suffix of two prompts whose instructions differ in their last character."""
+        a, b = (self.encode(p) for p in _PROBES)
+        n = 0
+        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+            n += 1
+        if n == 0:
+            raise PersonagateError("could not find the post-instruction tokens of this chat template")
+        return n
+
+
+def load_prompts(path: str | Path, field: str | None = None) -> list[str]:
+    """Prompts from a file: ``.txt`` (one per line), ``.json`` (list of strings or objects), ``.jsonl``,
+    or ``.csv``; objects are read at ``field`` or the first of instruction/prompt/goal/text."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise PersonagateError(f"no such prompt file: {path}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".txt":
+            rows: list[Any] = [line for line in p.read_text().splitlines() if line.strip()]
+        elif suffix == ".json":
+            rows = json.loads(p.read_text())
+        elif suffix == ".jsonl":
+            rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        elif suffix == ".csv":
+            with open(p, newline="") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            raise PersonagateError(f"unknown prompt file type {suffix!r}; use .txt, .json, .jsonl or .csv")
+    except (ValueError, csv.Error) as exc:
+        raise PersonagateError(f"could not parse {path}: {exc}") from None
+    if not isinstance(rows, list):
+        raise PersonagateError(f"{path} must hold a list of prompts")
+    return [_prompt_text(row, field, path) for row in rows]
+
+
+def _prompt_text(row: Any, field: str | None, path: str | Path) -> str:
+    if isinstance(row, str):
+        return row
+    if isinstance(row, dict):
+        keys: Sequence[str] = [field] if field else ("instruction", "prompt", "goal", "text")
+        for key in keys:
+            if key in row and isinstance(row[key], str):
+                return row[key]
+        raise PersonagateError(f"{path}: a row has none of the fields {', '.join(keys)}; pass --field NAME")
+    raise PersonagateError(f"{path}: a row is a {type(row).__name__}, expected text or an object")
+
+
+@dataclass
+class PaddedBatch:
+    """Left-padded token ids with the mask and the position ids that make padding invisible."""
+
+    input_ids: Any  # torch.LongTensor [B, T]
+    attention_mask: Any  # torch.LongTensor [B, T]
+    position_ids: Any  # torch.LongTensor [B, T]
+    pad_lengths: list[int]
+
+
+def left_pad(token_lists: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") -> PaddedBatch:
+    """Left-pad so every row's last prompt token sits at index ``T-1``; positions count real tokens only."""
+    import torch
+
+    if not token_lists or any(len(t) == 0 for t in token_lists):
+        raise PersonagateError("every prompt must have at least one token")
+    width = max(len(t) for t in token_lists)
+    ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), width), dtype=torch.long)
+    pads = []
+    for row, tokens in enumerate(token_lists):
+        pad = width - len(tokens)
+        ids[row, pad:] = torch.tensor(list(tokens), dtype=torch.long)
+        mask[row, pad:] = 1
+        pads.append(pad)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return PaddedBatch(ids.to(device), mask.to(device), positions.to(device), pads)
+
+
+def length_sorted_batches(token_lists: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding, same results)."""
+    if batch_size < 1:
+        raise PersonagateError(f"batch size must be at least 1, got {batch_size}")
+    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
