@@ -6,9 +6,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import tiny_model  # noqa: E402
+from personagate.models import ChatModel
 
-from personagate.models import ChatModel  # noqa: E402
+from tiny import tiny_model
 
 
 def hook_counts(module: torch.nn.Module) -> dict[str, tuple[int, int, int, int]]:

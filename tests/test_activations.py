@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from conftest import hook_counts
 
 from personagate import Add, ChatFormatter, Direction, steer
 from personagate.activations import last_token_activations, mean_activations
+
+from conftest import hook_counts
 
 QUESTIONS = ["Hi", "What is the capital of France?", "Name three birds.", "Tell me a story", "Why is the sky blue?"]
 

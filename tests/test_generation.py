@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hook_counts
 
 from personagate import Add, ChatFormatter, Direction, Program, generate, next_token_logits, steer
 from personagate.prompts import left_pad
 
-QUESTIONS = ["Hi", "What is the capital of France, and why?", "Name three birds.", "Tell me a long story about a dragon"]
+from conftest import hook_counts
+
+QUESTIONS = [
+    "Hi",
+    "What is the capital of France, and why?",
+    "Name three birds.",
+    "Tell me a long story about a dragon",
+]
 
 
 def encode(chat, questions=QUESTIONS):
@@ -91,7 +97,9 @@ def test_finished_rows_leave_the_batch_without_changing_the_rest(qwen):
     base = generate(qwen, ids, max_new_tokens=8, batch_size=4, progress=False)
     stop = qwen.tokenizer.decode(base[0].tokens[:3])
     sizes: list[int] = []
-    handle = qwen.model.register_forward_pre_hook(lambda m, a, k: sizes.append(k["input_ids"].shape[0]), with_kwargs=True)
+    handle = qwen.model.register_forward_pre_hook(
+        lambda m, a, k: sizes.append(k["input_ids"].shape[0]), with_kwargs=True
+    )
     try:
         stopped = generate(qwen, ids, max_new_tokens=8, batch_size=4, stop_strings=[stop], progress=False)
     finally:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hook_counts
-from tiny import tiny_model
 
 from personagate import Ablate, Add, Direction, PersonagateError, Program, Window, steer
 from personagate.interventions import resolve_layers
+
+from conftest import hook_counts
+from tiny import tiny_model
 
 PROMPT = torch.tensor([[5, 17, 99, 43, 201, 3, 77, 12]])
 
@@ -63,12 +64,14 @@ def _record_sites(chat):
     records: dict[tuple[str, int], torch.Tensor] = {}
     handles = []
     for layer, block in enumerate(chat.adapter.get_blocks(chat.model)):
+
         def pre(module, args, kwargs, layer=layer):
             records[("resid_pre", layer)] = (args[0] if args else kwargs["hidden_states"]).clone()
 
         def out(kind, layer=layer):
             def hook(module, args, output):
                 records[(kind, layer)] = (output[0] if isinstance(output, tuple) else output).clone()
+
             return hook
 
         handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
@@ -147,7 +150,10 @@ def test_no_hook_survives_failure_half_way_through_registration(qwen):
     broken = ArchitectureAdapter(mlp_out="no_such_module")
     before = hook_counts(qwen.model)
     d = random_direction(qwen)
-    with pytest.raises(PersonagateError, match="no_such_module"), steer(qwen.model, [Ablate(d, (0, 4))], adapter=broken):
+    with (
+        pytest.raises(PersonagateError, match="no_such_module"),
+        steer(qwen.model, [Ablate(d, (0, 4))], adapter=broken),
+    ):
         pass
     assert hook_counts(qwen.model) == before
 

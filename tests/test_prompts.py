@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny import GEMMA_TEMPLATE, LLAMA31_TEMPLATE, QWEN25_TEMPLATE, byte_tokenizer
 
 from personagate import MODEL_DEFAULT, ChatFormatter, PersonagateError
 from personagate.prompts import load_prompts
+
+from tiny import GEMMA_TEMPLATE, LLAMA31_TEMPLATE, QWEN25_TEMPLATE, byte_tokenizer
 
 POST = {
     "qwen": (QWEN25_TEMPLATE, "<|im_end|>\n<|im_start|>assistant\n"),

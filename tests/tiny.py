@@ -61,8 +61,16 @@ GEMMA_TEMPLATE = (
 )
 
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
-    "<|end_header_id|>", "<|eot_id|>", "<bos>", "<start_of_turn>", "<end_of_turn>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<bos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
 ]
 VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
 
@@ -78,15 +86,25 @@ def byte_tokenizer(template: str = QWEN25_TEMPLATE) -> PreTrainedTokenizerFast:
     family = "LLAMA" if "start_header_id" in template else "GEMMA" if "start_of_turn" in template else "QWEN"
     eos = {"QWEN": "<|im_end|>", "LLAMA": "<|eot_id|>", "GEMMA": "<end_of_turn>"}[family]
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token=eos, pad_token="<|endoftext|>", bos_token=bos[family],
+        tokenizer_object=core,
+        eos_token=eos,
+        pad_token="<|endoftext|>",
+        bos_token=bos[family],
         additional_special_tokens=SPECIAL_TOKENS,
     )
     tokenizer.chat_template = template
     return tokenizer
 
 
-_COMMON = dict(vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+_COMMON = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
 
 CONFIGS = {
     "qwen2": lambda: Qwen2Config(**_COMMON, tie_word_embeddings=False),
@@ -96,8 +114,14 @@ CONFIGS = {
     "phi3": lambda: Phi3Config(**_COMMON, pad_token_id=0, bos_token_id=1, eos_token_id=2),
     "qwen3": lambda: Qwen3Config(**_COMMON, head_dim=16),
 }
-TEMPLATES = {"qwen2": QWEN25_TEMPLATE, "llama": LLAMA31_TEMPLATE, "gemma2": GEMMA_TEMPLATE,
-             "mistral": LLAMA31_TEMPLATE, "phi3": QWEN25_TEMPLATE, "qwen3": QWEN25_TEMPLATE}
+TEMPLATES = {
+    "qwen2": QWEN25_TEMPLATE,
+    "llama": LLAMA31_TEMPLATE,
+    "gemma2": GEMMA_TEMPLATE,
+    "mistral": LLAMA31_TEMPLATE,
+    "phi3": QWEN25_TEMPLATE,
+    "qwen3": QWEN25_TEMPLATE,
+}
 
 
 def tiny_model(arch: str = "qwen2", seed: int = 0) -> ChatModel:

@@ -10,7 +10,21 @@ from personagate.prompts import MODEL_DEFAULT, ChatFormatter
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODEL_DEFAULT", "Ablate", "Add", "ArchitectureAdapter", "ChatFormatter", "ChatModel", "Completion",
-    "Direction", "PersonagateError", "Program", "Steering", "Window", "__version__", "generate", "load_model",
-    "next_token_logits", "steer",
+    "MODEL_DEFAULT",
+    "Ablate",
+    "Add",
+    "ArchitectureAdapter",
+    "ChatFormatter",
+    "ChatModel",
+    "Completion",
+    "Direction",
+    "PersonagateError",
+    "Program",
+    "Steering",
+    "Window",
+    "__version__",
+    "generate",
+    "load_model",
+    "next_token_logits",
+    "steer",
 ]

@@ -36,8 +36,9 @@ class LayerMeans:
         return (self.sums / self.count).to(torch.float32)
 
 
-def _position_mask(batch: PaddedBatch, positions: Positions, post_instruction: int | None,
-                   spans: Sequence[tuple[int, int]] | None) -> torch.Tensor:
+def _position_mask(
+    batch: PaddedBatch, positions: Positions, post_instruction: int | None, spans: Sequence[tuple[int, int]] | None
+) -> torch.Tensor:
     """Bool ``[B, T]`` of the positions to record, in padded coordinates."""
     rows, width = batch.input_ids.shape
     mask = torch.zeros((rows, width), dtype=torch.bool, device=batch.input_ids.device)
@@ -45,7 +46,9 @@ def _position_mask(batch: PaddedBatch, positions: Positions, post_instruction: i
         mask[:, -1] = True
     elif positions == "post_instruction":
         if not post_instruction:
-            raise PersonagateError("positions='post_instruction' needs post_instruction (ChatFormatter.post_instruction_length)")
+            raise PersonagateError(
+                "positions='post_instruction' needs post_instruction (ChatFormatter.post_instruction_length)"
+            )
         mask[:, width - post_instruction :] = True
     elif positions == "spans":
         if spans is None or len(spans) != rows:
@@ -77,8 +80,13 @@ def _forward_recording(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor
         for layer, block in enumerate(blocks):
             handles.append(block.register_forward_pre_hook(recorder(layer), with_kwargs=True))
         with torch.inference_mode():
-            chat.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       position_ids=batch.position_ids, use_cache=False, logits_to_keep=1)
+            chat.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+                logits_to_keep=1,
+            )
     finally:
         for handle in handles:
             handle.remove()
@@ -114,7 +122,11 @@ def mean_activations(
 
 
 def last_token_activations(
-    chat: ChatModel, token_lists: Sequence[Sequence[int]], *, batch_size: int = 16, progress: bool = True,
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
     desc: str = "activations",
 ) -> torch.Tensor:
     """resid_pre at the last prompt token for every prompt and layer: ``[n_prompts, n_layers, d]`` float32.

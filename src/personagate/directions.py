@@ -33,7 +33,9 @@ class Direction:
     def __post_init__(self) -> None:
         self.vectors = self.vectors.detach().to(torch.float32)
         if self.vectors.dim() not in (1, 2):
-            raise PersonagateError(f"direction {self.name!r} must be [d] or [n_layers, d], got {tuple(self.vectors.shape)}")
+            raise PersonagateError(
+                f"direction {self.name!r} must be [d] or [n_layers, d], got {tuple(self.vectors.shape)}"
+            )
         if not torch.isfinite(self.vectors).all():
             raise PersonagateError(f"direction {self.name!r} contains NaN or infinite values; recompute it")
 
@@ -56,7 +58,9 @@ class Direction:
             raise PersonagateError(f"direction {self.name!r} is zero at layer {layer}; it cannot be normalised")
         return v / norm
 
-    def check_fits(self, n_layers: int, hidden_size: int, *, model_hash: str | None = None, force: bool = False) -> None:
+    def check_fits(
+        self, n_layers: int, hidden_size: int, *, model_hash: str | None = None, force: bool = False
+    ) -> None:
         """Raise unless this direction can be applied to a model of this shape (and, when known, config)."""
         if self.hidden_size != hidden_size:
             raise PersonagateError(

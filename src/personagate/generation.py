@@ -37,8 +37,10 @@ class Completion:
 def eos_token_ids(chat: ChatModel) -> set[int]:
     """End-of-turn ids from the tokenizer and the generation config (Qwen ends turns with <|im_end|>)."""
     ids: set[int] = set()
-    for source in (getattr(chat.tokenizer, "eos_token_id", None),
-                   getattr(getattr(chat.model, "generation_config", None), "eos_token_id", None)):
+    for source in (
+        getattr(chat.tokenizer, "eos_token_id", None),
+        getattr(getattr(chat.model, "generation_config", None), "eos_token_id", None),
+    ):
         if isinstance(source, int):
             ids.add(source)
         elif isinstance(source, (list, tuple)):
@@ -90,8 +92,9 @@ def generate(
 
 
 @torch.inference_mode()
-def _generate_batch(chat: ChatModel, token_lists: Sequence[Sequence[int]], max_new_tokens: int,
-                    stop_strings: Sequence[str]) -> list[Completion]:
+def _generate_batch(
+    chat: ChatModel, token_lists: Sequence[Sequence[int]], max_new_tokens: int, stop_strings: Sequence[str]
+) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat)
     padded = left_pad(token_lists, tokenizer.pad_token_id, chat.device)
@@ -103,8 +106,14 @@ def _generate_batch(chat: ChatModel, token_lists: Sequence[Sequence[int]], max_n
     texts: list[str | None] = [None] * len(token_lists)
     active = list(range(len(token_lists)))  # original row of each live batch row
 
-    logits = model(input_ids=padded.input_ids, attention_mask=mask, position_ids=padded.position_ids,
-                   use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
+    logits = model(
+        input_ids=padded.input_ids,
+        attention_mask=mask,
+        position_ids=padded.position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kw: cache},
+    ).logits[:, -1]
     for step in range(max_new_tokens):
         next_tokens = logits.argmax(-1).tolist()
         keep: list[int] = []
@@ -131,8 +140,14 @@ def _generate_batch(chat: ChatModel, token_lists: Sequence[Sequence[int]], max_n
         step_tokens = torch.tensor([[next_tokens[i]] for i in keep], device=mask.device)
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         last_position = last_position + 1
-        logits = model(input_ids=step_tokens, attention_mask=mask, position_ids=last_position,
-                       use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
+        logits = model(
+            input_ids=step_tokens,
+            attention_mask=mask,
+            position_ids=last_position,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw: cache},
+        ).logits[:, -1]
     out = []
     for row in range(len(token_lists)):
         text = texts[row] if texts[row] is not None else tokenizer.decode(generated[row], skip_special_tokens=True)
@@ -157,8 +172,13 @@ def next_token_logits(
     with _steering(chat, program, force):
         for indices in length_sorted_batches(token_lists, batch_size):
             padded = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
-            logits = chat.model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
-                                position_ids=padded.position_ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+            logits = chat.model(
+                input_ids=padded.input_ids,
+                attention_mask=padded.attention_mask,
+                position_ids=padded.position_ids,
+                use_cache=False,
+                logits_to_keep=1,
+            ).logits[:, -1]
             for row, i in enumerate(indices):
                 rows[i] = logits[row].to(torch.float32).cpu()
             bar.update(len(indices))

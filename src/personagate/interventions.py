@@ -130,7 +130,8 @@ class Add:
     def describe(self, n_layers: int | None = None) -> str:
         layers = _layers_text(self.layers, n_layers)
         what = "unit " if self.unit else ""
-        return f"add {self.coeff:g} x {what}{self.direction.name} to the residual stream entering {layers}{_scope_text(self.scope)}"
+        scope = _scope_text(self.scope)
+        return f"add {self.coeff:g} x {what}{self.direction.name} to the residual stream entering {layers}{scope}"
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,10 @@ class Ablate:
         window = self.window
         assert isinstance(window, Window)
         where = f"blocks {_range_text(window.resolve(n_layers))}" if n_layers else f"window {window}"
-        return (f"project {self.direction.name} out of the residual stream, attention and MLP outputs of "
-                f"{where}{_scope_text(self.scope)}")
+        return (
+            f"project {self.direction.name} out of the residual stream, attention and MLP outputs of "
+            f"{where}{_scope_text(self.scope)}"
+        )
 
 
 Op = Union[Add, Ablate]
@@ -228,8 +231,13 @@ class _Plan:
 
 
 def compile_program(
-    program: Program, n_layers: int, hidden_size: int, device: torch.device, *,
-    model_hash: str | None = None, force: bool = False,
+    program: Program,
+    n_layers: int,
+    hidden_size: int,
+    device: torch.device,
+    *,
+    model_hash: str | None = None,
+    force: bool = False,
 ) -> _Plan:
     """Check every op against the model's shape and lay its edits out per site, in program order."""
     plan = _Plan()
@@ -349,12 +357,16 @@ def steer(
     handles: list[RemovableHandle] = []
     try:
         if plan.needs_positions:
-            handles.append(adapter.get_backbone(module).register_forward_pre_hook(
-                steering._observe, with_kwargs=True, prepend=True))
+            handles.append(
+                adapter.get_backbone(module).register_forward_pre_hook(
+                    steering._observe, with_kwargs=True, prepend=True
+                )
+            )
         for (kind, layer), edits in sorted(plan.sites.items(), key=lambda item: (item[0][1], item[0][0])):
             if kind == "resid_pre" and layer == 0:
-                handles.append(blocks[0].register_forward_pre_hook(
-                    _input_hook(edits, steering), with_kwargs=True, prepend=True))
+                handles.append(
+                    blocks[0].register_forward_pre_hook(_input_hook(edits, steering), with_kwargs=True, prepend=True)
+                )
             elif kind == "resid_pre":
                 handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering), prepend=True))
             elif kind == "attn_out":

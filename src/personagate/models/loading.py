@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -60,8 +63,15 @@ class ChatModel:
 
 
 def config_hash(config: Any) -> str:
-    keys = ("architectures", "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size",
-            "num_attention_heads", "num_key_value_heads")
+    keys = (
+        "architectures",
+        "hidden_size",
+        "num_hidden_layers",
+        "vocab_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+    )
     data = {k: getattr(config, k, None) for k in keys}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -82,8 +92,14 @@ def _parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise PersonagateError(f"unknown dtype {dtype!r}; use one of {', '.join(table)}")
     return table[dtype]
@@ -137,13 +153,7 @@ def load_model(
         elif path.exists() or spec.startswith((".", "/", "~")):
             raise PersonagateError(f"{spec} is not a model folder or a .gguf file")
         else:
-            try:
-                model, tokenizer = from_folder(spec)
-            except OSError as exc:
-                raise PersonagateError(
-                    f"could not load model {spec!r} from the Hugging Face Hub ({_first_line(exc)}); check the id, "
-                    "your network, or pass a local folder, a .gguf file, or 'default'"
-                ) from None
+            model, tokenizer = _from_hub(spec, from_folder)
         name = spec
     model.eval()
     if not getattr(model.config, "architectures", None):
@@ -152,6 +162,31 @@ def load_model(
     _ensure_pad_token(tokenizer)
     chat.load_seconds = time.perf_counter() - started
     return chat
+
+
+def _from_hub(spec: str, from_folder: Any) -> tuple[nn.Module, Any]:
+    """The local Hugging Face cache first; the Hub only when it answers, so offline fails fast in one line."""
+    try:
+        return from_folder(spec, local_files_only=True)
+    except OSError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise PersonagateError(f"model {spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=5).close()
+    except OSError:
+        raise PersonagateError(
+            f"model {spec!r} is not cached locally and the Hugging Face Hub cannot be reached (offline?); "
+            "pass a local folder, a .gguf file, or 'default'"
+        ) from None
+    try:
+        return from_folder(spec)
+    except OSError as exc:
+        raise PersonagateError(
+            f"could not load model {spec!r} from the Hugging Face Hub ({_first_line(exc)}); check the id or your "
+            "access to it, or pass a local folder, a .gguf file, or 'default'"
+        ) from None
 
 
 def _ensure_pad_token(tokenizer: Any) -> None:
