@@ -16,7 +16,7 @@ FILES = ("labelled_completions_llama2orig.csv", "labelled_completions_mistralins
 
 def agreement(rows: list[dict[str, str]], detector) -> float:
     gold = [row["final_label"][:1] in ("2", "3") for row in rows]
-    return sum(detector(row["completion"]) == g for row, g in zip(rows, gold)) / len(rows)
+    return sum(detector(row["completion"]) == g for row, g in zip(rows, gold, strict=True)) / len(rows)
 
 
 def main() -> None:
