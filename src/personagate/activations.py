@@ -65,6 +65,13 @@ def _position_mask(
 
 def _forward_recording(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor) -> list[torch.Tensor]:
     """One forward pass; returns per layer the selected rows of resid_pre as ``[n_selected, d]`` float32."""
+    return _forward_recording_with_logits(chat, batch, select)[0]
+
+
+def _forward_recording_with_logits(
+    chat: ChatModel, batch: PaddedBatch, select: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The recording forward pass, also returning the last position's logits ``[B, vocab]``."""
     blocks = chat.adapter.get_blocks(chat.model)
     recorded: list[torch.Tensor | None] = [None] * len(blocks)
     handles: list[RemovableHandle] = []
@@ -80,17 +87,17 @@ def _forward_recording(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor
         for layer, block in enumerate(blocks):
             handles.append(block.register_forward_pre_hook(recorder(layer), with_kwargs=True))
         with torch.inference_mode():
-            chat.model(
+            logits = chat.model(
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
                 use_cache=False,
                 logits_to_keep=1,
-            )
+            ).logits[:, -1]
     finally:
         for handle in handles:
             handle.remove()
-    return [r for r in recorded if r is not None]
+    return [r for r in recorded if r is not None], logits.to(torch.float32)
 
 
 def mean_activations(
@@ -143,3 +150,33 @@ def last_token_activations(
         bar.update(len(indices))
     bar.close()
     return out
+
+
+def tail_activations(
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    n_positions: int,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "activations",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """resid_pre at the last ``n_positions`` prompt tokens (e.g. the post-instruction tokens) and the
+    first-reply-token logits, from the same forward pass.
+
+    Returns ``([n_prompts, n_positions, n_layers, d], [n_prompts, vocab])``, float32 on the CPU.
+    """
+    acts = torch.zeros((len(token_lists), n_positions, chat.n_layers, chat.hidden_size), dtype=torch.float32)
+    logits_out: list[torch.Tensor | None] = [None] * len(token_lists)
+    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
+    for indices in length_sorted_batches(token_lists, batch_size):
+        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+        select = _position_mask(batch, "post_instruction", n_positions, None)
+        per_layer, logits = _forward_recording_with_logits(chat, batch, select)
+        stacked = torch.stack(per_layer, dim=1).cpu()  # [B * n_positions, n_layers, d], row-major over (B, pos)
+        acts[indices] = stacked.view(len(indices), n_positions, chat.n_layers, chat.hidden_size)
+        for row, i in enumerate(indices):
+            logits_out[i] = logits[row].cpu()
+        bar.update(len(indices))
+    bar.close()
+    return acts, torch.stack([t for t in logits_out if t is not None])

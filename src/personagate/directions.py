@@ -105,3 +105,42 @@ class Direction:
             raise PersonagateError(f"{path} has schema version {version}; upgrade personagate to read it")
         name = header.pop("name", path.stem)
         return cls(tensors["vectors"], name=name, meta=header)
+
+
+def random_direction(
+    like: Direction,
+    seed: int,
+    *,
+    orthogonal_to: tuple[Direction, ...] = (),
+    name: str | None = None,
+) -> Direction:
+    """A Haar-random control with ``like``'s shape and per-layer norm, optionally orthogonal to others.
+
+    Each layer's vector is a seeded standard normal draw (uniform on the sphere once normalised),
+    Gram-Schmidt-orthogonalised against ``orthogonal_to`` at that layer, then scaled to the norm of
+    the vector it stands in for.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0)
+    out = torch.empty_like(rows)
+    for layer in range(rows.shape[0]):
+        v = torch.randn(rows.shape[1], generator=generator, dtype=torch.float64)
+        basis: list[torch.Tensor] = []
+        for other in orthogonal_to:
+            u = other.at(layer).to(torch.float64)
+            for b in basis:
+                u = u - (u @ b) * b
+            if u.norm() > 0:
+                basis.append(u / u.norm())
+        for b in basis:
+            v = v - (v @ b) * b
+        out[layer] = (v / v.norm() * rows[layer].norm().to(torch.float64)).to(torch.float32)
+    vectors = out if like.per_layer else out[0]
+    meta = {**{k: v for k, v in like.meta.items() if k in ("model", "config_hash")}, "method": "random",
+            "seed": seed, "controls_for": like.name, "orthogonal_to": [d.name for d in orthogonal_to]}
+    return Direction(vectors, name=name or f"random-{seed}", meta=meta)
+
+
+def cosine_by_layer(a: Direction, b: Direction, n_layers: int) -> torch.Tensor:
+    """``[n_layers]`` cosine similarity of the vectors two directions use at each layer."""
+    return torch.stack([torch.nn.functional.cosine_similarity(a.at(i), b.at(i), dim=0) for i in range(n_layers)])

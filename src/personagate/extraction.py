@@ -1,0 +1,269 @@
+"""Running the model to make directions: the refusal direction (Arditi et al. 2024 selection), the
+compliant-persona direction (system-prompt contrast on harmless questions), and the per-layer
+projection readout.
+
+This sits after ``scoring`` in the data flow (it scores candidates under interventions), while the
+``Direction`` value type stays in ``directions``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from personagate import __version__
+from personagate.activations import last_token_activations, mean_activations, tail_activations
+from personagate.directions import Direction
+from personagate.errors import PersonagateError
+from personagate.generation import generate, next_token_logits
+from personagate.interventions import Ablate, Add, Program, Window, steer
+from personagate.models.loading import ChatModel
+from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
+from personagate.scoring.first_token import RefusalTokens, derive_refusal_tokens
+from personagate.scoring.phrases import refusal_flags
+
+
+def prompt_set_hash(prompts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()[:16]
+
+
+def _provenance(chat: ChatModel, **extra: Any) -> dict[str, Any]:
+    return {"model": chat.name, "config_hash": chat.config_hash(), "n_layers": chat.n_layers,
+            "hidden_size": chat.hidden_size, "package_version": __version__, **extra}
+
+
+def first_token_kl(base_logits: torch.Tensor, other_logits: torch.Tensor) -> torch.Tensor:
+    """Per-prompt KL(base || other) of the first reply token distribution."""
+    base = torch.log_softmax(base_logits.float(), -1)
+    other = torch.log_softmax(other_logits.float(), -1)
+    return (base.exp() * (base - other)).sum(-1)
+
+
+# --- refusal tokens -------------------------------------------------------------------------------
+
+
+def find_refusal_tokens(
+    chat: ChatModel, formatter: ChatFormatter, harmful: Sequence[str], harmless: Sequence[str], *,
+    max_new_tokens: int = 24, batch_size: int = 16, progress: bool = True,
+) -> RefusalTokens:
+    """Generate replies, label them with the phrase detector, keep the first tokens of refusals."""
+    prompts = list(harmful) + list(harmless)
+    replies = generate(chat, [formatter.encode(p) for p in prompts], max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, progress=progress, desc="refusal tokens")
+    usable = [c for c in replies if c.tokens]
+    return derive_refusal_tokens(chat.tokenizer, [c.tokens[0] for c in usable], refusal_flags(c.text for c in usable))
+
+
+# --- refusal direction ----------------------------------------------------------------------------
+
+
+@dataclass
+class RefusalSelection:
+    """Arditi et al. (2024) selection thresholds; every one is a parameter."""
+
+    max_kl: float = 0.1
+    min_induce: float = 0.0
+    prune_last_fraction: float = 0.2
+    positions: int | None = None  # how many post-instruction positions to try (None: all of them)
+    layer_stride: int = 1
+    n_val: int = 32
+
+
+@dataclass
+class RefusalResult:
+    direction: Direction
+    refusal_tokens: RefusalTokens
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def save_candidates(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.candidates[0]))
+            writer.writeheader()
+            writer.writerows(self.candidates)
+
+
+def refusal_direction(
+    chat: ChatModel,
+    harmful_train: Sequence[str],
+    harmless_train: Sequence[str],
+    harmful_val: Sequence[str],
+    harmless_val: Sequence[str],
+    *,
+    selection: RefusalSelection | None = None,
+    refusal_tokens: RefusalTokens | None = None,
+    system: SystemPrompt = MODEL_DEFAULT,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> RefusalResult:
+    """Difference in means (harmful - harmless) at each post-instruction position and layer, with the
+    candidate chosen as in Arditi et al.: filter train prompts by the model's own first-token refusal
+    score, then pick the lowest bypass score among candidates with KL <= max_kl, induce >= min_induce,
+    outside the last ``prune_last_fraction`` of layers."""
+    sel = selection or RefusalSelection()
+    fmt = ChatFormatter(chat.tokenizer, system)
+    n_pos = min(sel.positions or fmt.post_instruction_length, fmt.post_instruction_length)
+    if refusal_tokens is None:
+        refusal_tokens = find_refusal_tokens(chat, fmt, harmful_val[: sel.n_val], harmless_val[: sel.n_val // 2],
+                                             batch_size=batch_size, progress=progress)
+    harm_acts, harm_logits = tail_activations(chat, [fmt.encode(p) for p in harmful_train], n_pos,
+                                              batch_size=batch_size, progress=progress, desc="harmful train")
+    safe_acts, safe_logits = tail_activations(chat, [fmt.encode(p) for p in harmless_train], n_pos,
+                                              batch_size=batch_size, progress=progress, desc="harmless train")
+    keep_harm = refusal_tokens.score(harm_logits) > 0
+    keep_safe = refusal_tokens.score(safe_logits) < 0
+    if keep_harm.sum() < 2 or keep_safe.sum() < 2:
+        raise PersonagateError(
+            f"only {int(keep_harm.sum())} harmful prompts are refused and {int(keep_safe.sum())} harmless ones "
+            "answered by first-token score; the model may not refuse, or the prompt sets are too small"
+        )
+    diffs = harm_acts[keep_harm].mean(0) - safe_acts[keep_safe].mean(0)  # [n_pos, L, d]
+
+    harm_val = [fmt.encode(p) for p in harmful_val[: sel.n_val]]
+    safe_val = [fmt.encode(p) for p in harmless_val[: sel.n_val]]
+    base_safe = next_token_logits(chat, safe_val, batch_size=batch_size, progress=False)
+    base_harm_score = refusal_tokens.score(next_token_logits(chat, harm_val, batch_size=batch_size, progress=False))
+    limit = int(chat.n_layers * (1 - sel.prune_last_fraction))
+    grid = [(p, layer) for p in range(-n_pos, 0) for layer in range(0, chat.n_layers, sel.layer_stride)]
+    candidates: list[dict[str, Any]] = []
+    for pos, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
+        vector = diffs[pos, layer]
+        row: dict[str, Any] = {"position": pos, "layer": layer, "norm": float(vector.norm())}
+        skip = "last layers" if layer >= limit else "zero vector" if row["norm"] < 1e-6 else ""
+        if skip:
+            row.update(bypass=float("nan"), induce=float("nan"), kl=float("nan"), kept=False, reason=skip)
+            candidates.append(row)
+            continue
+        d = Direction(vector, name="refusal-candidate")
+        ablate = Program([Ablate(d, Window(0, chat.n_layers))])
+        harm_ablated = next_token_logits(chat, harm_val, program=ablate, batch_size=batch_size, progress=False)
+        safe_ablated = next_token_logits(chat, safe_val, program=ablate, batch_size=batch_size, progress=False)
+        safe_added = next_token_logits(chat, safe_val, program=Program([Add(d, 1.0, layer)]), batch_size=batch_size,
+                                       progress=False)
+        row["bypass"] = float(refusal_tokens.score(harm_ablated).mean())
+        row["induce"] = float(refusal_tokens.score(safe_added).mean())
+        row["kl"] = float(first_token_kl(base_safe, safe_ablated).mean())
+        reasons = [r for r, bad in (("kl", row["kl"] > sel.max_kl), ("induce", row["induce"] < sel.min_induce)) if bad]
+        row.update(kept=not reasons, reason=",".join(reasons))
+        candidates.append(row)
+    kept = [c for c in candidates if c["kept"]]
+    if not kept:
+        raise PersonagateError("no refusal-direction candidate passed the filters (KL, induce, layer); "
+                               "loosen RefusalSelection or use more prompts")
+    best = min(kept, key=lambda c: c["bypass"])
+    meta = _provenance(chat, method="diff-in-means/arditi-selection", position=best["position"],
+                       layer=best["layer"], bypass=best["bypass"], induce=best["induce"], kl=best["kl"],
+                       baseline_harmful_score=float(base_harm_score.mean()),
+                       n_harmful=int(keep_harm.sum()), n_harmless=int(keep_safe.sum()),
+                       data_hash=prompt_set_hash([*harmful_train, *harmless_train]),
+                       refusal_tokens=refusal_tokens.to_dict(), selection=asdict(sel),
+                       system=_system_label(system))
+    direction = Direction(diffs[best["position"], best["layer"]].clone(), name="refusal", meta=meta)
+    return RefusalResult(direction=direction, refusal_tokens=refusal_tokens, candidates=candidates)
+
+
+def _system_label(system: SystemPrompt) -> str | None:
+    return "model-default" if system is MODEL_DEFAULT else system  # type: ignore[return-value]
+
+
+# --- persona direction ----------------------------------------------------------------------------
+
+PersonaPositions = Literal["last", "post_instruction", "response"]
+
+
+@dataclass
+class PersonaSet:
+    compliant: list[str]
+    contrast: list[str]
+    questions: list[str]
+
+    @classmethod
+    def builtin(cls) -> PersonaSet:
+        data = json.loads(resources.files("personagate").joinpath("data/personas.json").read_text())
+        return cls(data["compliant"], data["contrast"], data["questions"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> PersonaSet:
+        """A JSON file with ``compliant`` and ``questions`` lists (and optionally ``contrast``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise PersonagateError(f"no such persona file: {path}")
+        try:
+            data = json.loads(path.read_text())
+            return cls(list(data["compliant"]), list(data.get("contrast", [])), list(data["questions"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PersonagateError(f"{path}: a persona file needs 'compliant' and 'questions' lists ({exc})") from None
+
+
+def _persona_mean(chat: ChatModel, systems: Sequence[SystemPrompt], questions: Sequence[str],
+                  positions: PersonaPositions, max_new_tokens: int, batch_size: int, progress: bool,
+                  desc: str) -> torch.Tensor:
+    sums = torch.zeros((chat.n_layers, chat.hidden_size), dtype=torch.float64)
+    count = 0
+    for system in systems:
+        fmt = ChatFormatter(chat.tokenizer, system)
+        ids = [fmt.encode(q) for q in questions]
+        if positions == "response":
+            replies = generate(chat, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+            full = [p + c.tokens for p, c in zip(ids, replies, strict=True) if c.tokens]
+            spans = [(len(p), len(p) + len(c.tokens)) for p, c in zip(ids, replies, strict=True) if c.tokens]
+            means = mean_activations(chat, full, positions="spans", spans=spans, batch_size=batch_size,
+                                     progress=progress, desc=desc)
+        else:
+            means = mean_activations(chat, ids, positions=positions, post_instruction=fmt.post_instruction_length,
+                                     batch_size=batch_size, progress=progress, desc=desc)
+        sums += means.sums
+        count += means.count
+    return (sums / count).to(torch.float32)
+
+
+def persona_direction(
+    chat: ChatModel,
+    personas: PersonaSet | None = None,
+    *,
+    against: Literal["default", "contrast"] = "default",
+    positions: PersonaPositions = "last",
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Direction:
+    """Mean resid_pre under compliant system prompts minus under the model's default persona (or the
+    cautious contrast personas), over the same harmless questions, at every layer."""
+    personas = personas or PersonaSet.builtin()
+    if against == "contrast" and not personas.contrast:
+        raise PersonagateError("against='contrast' needs contrast personas in the persona set")
+    base_systems: list[SystemPrompt] = [MODEL_DEFAULT] if against == "default" else list(personas.contrast)
+    compliant = _persona_mean(chat, personas.compliant, personas.questions, positions, max_new_tokens, batch_size,
+                              progress, "compliant personas")
+    baseline = _persona_mean(chat, base_systems, personas.questions, positions, max_new_tokens, batch_size,
+                             progress, f"{against} persona")
+    meta = _provenance(chat, method=f"system-prompt contrast vs {against}", positions=positions,
+                       data_hash=prompt_set_hash([*personas.compliant, *personas.contrast, *personas.questions]),
+                       n_questions=len(personas.questions), n_personas=len(personas.compliant))
+    return Direction(compliant - baseline, name="persona", meta=meta)
+
+
+# --- readout --------------------------------------------------------------------------------------
+
+
+def projection_by_layer(
+    chat: ChatModel, token_lists: Sequence[Sequence[int]], direction: Direction, *,
+    program: Program | None = None, batch_size: int = 16, progress: bool = True,
+) -> torch.Tensor:
+    """Mean scalar projection of resid_pre at the last prompt token onto the unit direction, per layer,
+    optionally under a program: ``[n_layers]``."""
+    program = program or Program()
+    with steer(chat, program):
+        acts = last_token_activations(chat, token_lists, batch_size=batch_size, progress=progress, desc="readout")
+    units = torch.stack([direction.unit_at(layer) for layer in range(chat.n_layers)])  # [L, d]
+    return (acts * units.unsqueeze(0)).sum(-1).mean(0)
