@@ -53,8 +53,11 @@ def main() -> None:
     results: dict = {"model": chat.name, "args": {k: str(v) for k, v in vars(args).items()}}
 
     found = refusal_direction(
-        chat, instructions("harmful_train", args.n_train), instructions("harmless_train", args.n_train),
-        instructions("harmful_val", args.n_val), instructions("harmless_val", args.n_val),
+        chat,
+        instructions("harmful_train", args.n_train),
+        instructions("harmless_train", args.n_train),
+        instructions("harmful_val", args.n_val),
+        instructions("harmless_val", args.n_val),
         selection=RefusalSelection(positions=args.positions, layer_stride=args.layer_stride, n_val=args.n_val),
         batch_size=args.batch_size,
     )
@@ -74,8 +77,9 @@ def main() -> None:
     base_safe_logits = next_token_logits(chat, harmless, batch_size=args.batch_size, progress=False)
 
     def measure(label: str, ids, program: Program) -> None:
-        replies = generate(chat, ids, program=program, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size, desc=label)
+        replies = generate(
+            chat, ids, program=program, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, desc=label
+        )
         rate = refusal_rate(refusal_flags(c.text for c in replies))
         kl = float("nan")
         if len(program):
@@ -83,8 +87,16 @@ def main() -> None:
             kl = float(first_token_kl(base_safe_logits, logits).mean())
         low, high = rate.interval
         results.setdefault("conditions", []).append(
-            {"condition": label, "refusal_rate": rate.value, "ci_low": low, "ci_high": high, "n": rate.n,
-             "kl_harmless": kl, "samples": [c.text for c in replies[:3]]})
+            {
+                "condition": label,
+                "refusal_rate": rate.value,
+                "ci_low": low,
+                "ci_high": high,
+                "n": rate.n,
+                "kl_harmless": kl,
+                "samples": [c.text for c in replies[:3]],
+            }
+        )
         print(f"{label:40} {rate}  KL={kl:.3f}", flush=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
@@ -92,11 +104,15 @@ def main() -> None:
     measure("harmful: baseline", harmful, Program())
     measure("harmful: refusal ablated (all layers)", harmful, Program([Ablate(refusal, everywhere)]))
     measure("harmless: baseline", harmless, Program())
-    measure(f"harmless: refusal added (layer {refusal.meta['layer']})", harmless,
-            Program([Add(refusal, 1.0, refusal.meta["layer"])]))
+    measure(
+        f"harmless: refusal added (layer {refusal.meta['layer']})",
+        harmless,
+        Program([Add(refusal, 1.0, refusal.meta["layer"])]),
+    )
     for coeff in (0.25, 0.5, 1.0):
-        measure(f"harmful: persona x{coeff} (layer {persona_layer})", harmful,
-                Program([Add(persona, coeff, persona_layer)]))
+        measure(
+            f"harmful: persona x{coeff} (layer {persona_layer})", harmful, Program([Add(persona, coeff, persona_layer)])
+        )
     results["seconds"] = time.perf_counter() - started
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"done in {results['seconds']:.0f} s")

@@ -60,6 +60,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--out", type=Path, help="write JSONL here instead of printing")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    directions = sub.add_parser("directions", help="make refusal, persona and random-control vector files")
+    kinds = directions.add_subparsers(dest="kind", required=True)
+    ref = kinds.add_parser("refusal", help="difference in means with Arditi et al. selection")
+    _model_flags(ref)
+    for name in ("harmful-train", "harmless-train", "harmful-val", "harmless-val"):
+        ref.add_argument(f"--{name}", type=Path, required=True, help="prompt file (.txt/.json/.jsonl/.csv)")
+    ref.add_argument("--n-train", type=int, default=128)
+    ref.add_argument("--n-val", type=int, default=32)
+    ref.add_argument("--positions", type=int, default=None, help="post-instruction positions to try (default all)")
+    ref.add_argument("--layer-stride", type=int, default=1)
+    ref.add_argument("--max-kl", type=float, default=0.1)
+    ref.add_argument("--min-induce", type=float, default=0.0)
+    ref.add_argument("--prune-last", type=float, default=0.2, help="fraction of last layers never chosen")
+    ref.add_argument("--batch-size", type=int, default=16)
+    ref.add_argument("--out", type=Path, required=True, help="folder for refusal.safetensors and the candidate table")
+    per = kinds.add_parser("persona", help="compliant system prompts vs the default (or cautious) persona")
+    _model_flags(per)
+    per.add_argument("--personas", type=Path, default=None, help="JSON with compliant/contrast/questions lists")
+    per.add_argument("--against", choices=["default", "contrast"], default="default")
+    per.add_argument("--positions", choices=["last", "post_instruction", "response"], default="last")
+    per.add_argument("--batch-size", type=int, default=16)
+    per.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    rnd = kinds.add_parser("random", help="seeded Haar-random controls, norm-matched to a direction")
+    rnd.add_argument("--like", type=Path, required=True, help="the direction to control for")
+    rnd.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3,4")
+    rnd.add_argument("--orthogonal-to", type=Path, action="append", default=[], help="direction file (repeatable)")
+    rnd.add_argument("--out", type=Path, required=True, help="output folder")
+
+    score = sub.add_parser("score", help="add a 0/1 'refusal' column to a CSV with the phrase detector")
+    score.add_argument("csv", type=Path)
+    score.add_argument("--text-column", required=True)
+    score.add_argument("--out", type=Path, required=True)
     return parser
 
 
@@ -139,7 +172,104 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate}
+def cmd_directions(args: argparse.Namespace) -> int:
+    from personagate.directions import Direction, cosine_by_layer, random_direction
+
+    if args.kind == "random":
+        like = Direction.load(args.like)
+        others = tuple(Direction.load(p) for p in args.orthogonal_to)
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise PersonagateError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+        n = like.vectors.shape[0] if like.per_layer else 1
+        for seed in seeds:
+            control = random_direction(like, seed, orthogonal_to=others)
+            path = control.save(args.out / f"random-{seed}.safetensors")
+            cos = cosine_by_layer(control, like, n).abs().max()
+            print(f"{path}  seed={seed}  max|cos(random, {like.name})|={cos:.3f}")
+        return 0
+
+    from personagate.extraction import PersonaSet, RefusalSelection, persona_direction, refusal_direction
+    from personagate.prompts import load_prompts
+
+    if args.kind == "refusal":
+        sets = [
+            load_prompts(getattr(args, n)) for n in ("harmful_train", "harmless_train", "harmful_val", "harmless_val")
+        ]
+        selection = RefusalSelection(
+            max_kl=args.max_kl,
+            min_induce=args.min_induce,
+            prune_last_fraction=args.prune_last,
+            positions=args.positions,
+            layer_stride=args.layer_stride,
+            n_val=args.n_val,
+        )
+        chat = _load(args)
+        found = refusal_direction(
+            chat,
+            sets[0][: args.n_train],
+            sets[1][: args.n_train],
+            sets[2],
+            sets[3],
+            selection=selection,
+            batch_size=args.batch_size,
+        )
+        found.direction.save(args.out / "refusal.safetensors")
+        found.save_candidates(args.out / "refusal_candidates.csv")
+        print(f"{'pos':>4} {'layer':>5} {'bypass':>8} {'induce':>8} {'kl':>7}  kept")
+        for c in found.candidates:
+            print(
+                f"{c['position']:>4} {c['layer']:>5} {c['bypass']:>8.3f} {c['induce']:>8.3f} {c['kl']:>7.3f}  "
+                f"{'yes' if c['kept'] else c['reason']}"
+            )
+        meta = found.direction.meta
+        print(
+            f"chosen: position {meta['position']}, layer {meta['layer']}; refusal tokens "
+            f"{list(found.refusal_tokens.tokens)}; wrote {args.out / 'refusal.safetensors'}"
+        )
+        return 0
+
+    personas = PersonaSet.load(args.personas) if args.personas else PersonaSet.builtin()
+    chat = _load(args)
+    direction = persona_direction(
+        chat, personas, against=args.against, positions=args.positions, batch_size=args.batch_size
+    )
+    path = direction.save(args.out)
+    norms = direction.vectors.norm(dim=-1)
+    print("layer  norm")
+    for layer, norm in enumerate(norms.tolist()):
+        print(f"{layer:>5}  {norm:.3f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import csv
+
+    from personagate.scoring.phrases import is_refusal
+
+    if not args.csv.is_file():
+        raise PersonagateError(f"no such CSV file: {args.csv}")
+    with open(args.csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    if args.text_column not in fields:
+        raise PersonagateError(f"{args.csv} has no column {args.text_column!r}; columns: {', '.join(fields)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*fields, "refusal"] if "refusal" not in fields else fields)
+        writer.writeheader()
+        for row in rows:
+            row["refusal"] = int(is_refusal(row[args.text_column] or ""))
+            writer.writerow(row)
+    total = sum(int(r["refusal"]) for r in rows)
+    print(f"{total}/{len(rows)} rows refuse; wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "directions": cmd_directions, "score": cmd_score}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,8 +136,13 @@ def random_direction(
             v = v - (v @ b) * b
         out[layer] = (v / v.norm() * rows[layer].norm().to(torch.float64)).to(torch.float32)
     vectors = out if like.per_layer else out[0]
-    meta = {**{k: v for k, v in like.meta.items() if k in ("model", "config_hash")}, "method": "random",
-            "seed": seed, "controls_for": like.name, "orthogonal_to": [d.name for d in orthogonal_to]}
+    meta = {
+        **{k: v for k, v in like.meta.items() if k in ("model", "config_hash")},
+        "method": "random",
+        "seed": seed,
+        "controls_for": like.name,
+        "orthogonal_to": [d.name for d in orthogonal_to],
+    }
     return Direction(vectors, name=name or f"random-{seed}", meta=meta)
 
 

@@ -37,8 +37,14 @@ def prompt_set_hash(prompts: Sequence[str]) -> str:
 
 
 def _provenance(chat: ChatModel, **extra: Any) -> dict[str, Any]:
-    return {"model": chat.name, "config_hash": chat.config_hash(), "n_layers": chat.n_layers,
-            "hidden_size": chat.hidden_size, "package_version": __version__, **extra}
+    return {
+        "model": chat.name,
+        "config_hash": chat.config_hash(),
+        "n_layers": chat.n_layers,
+        "hidden_size": chat.hidden_size,
+        "package_version": __version__,
+        **extra,
+    }
 
 
 def first_token_kl(base_logits: torch.Tensor, other_logits: torch.Tensor) -> torch.Tensor:
@@ -52,13 +58,25 @@ def first_token_kl(base_logits: torch.Tensor, other_logits: torch.Tensor) -> tor
 
 
 def find_refusal_tokens(
-    chat: ChatModel, formatter: ChatFormatter, harmful: Sequence[str], harmless: Sequence[str], *,
-    max_new_tokens: int = 24, batch_size: int = 16, progress: bool = True,
+    chat: ChatModel,
+    formatter: ChatFormatter,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    *,
+    max_new_tokens: int = 24,
+    batch_size: int = 16,
+    progress: bool = True,
 ) -> RefusalTokens:
     """Generate replies, label them with the phrase detector, keep the first tokens of refusals."""
     prompts = list(harmful) + list(harmless)
-    replies = generate(chat, [formatter.encode(p) for p in prompts], max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, progress=progress, desc="refusal tokens")
+    replies = generate(
+        chat,
+        [formatter.encode(p) for p in prompts],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+        desc="refusal tokens",
+    )
     usable = [c for c in replies if c.tokens]
     return derive_refusal_tokens(chat.tokenizer, [c.tokens[0] for c in usable], refusal_flags(c.text for c in usable))
 
@@ -114,12 +132,30 @@ def refusal_direction(
     fmt = ChatFormatter(chat.tokenizer, system)
     n_pos = min(sel.positions or fmt.post_instruction_length, fmt.post_instruction_length)
     if refusal_tokens is None:
-        refusal_tokens = find_refusal_tokens(chat, fmt, harmful_val[: sel.n_val], harmless_val[: sel.n_val // 2],
-                                             batch_size=batch_size, progress=progress)
-    harm_acts, harm_logits = tail_activations(chat, [fmt.encode(p) for p in harmful_train], n_pos,
-                                              batch_size=batch_size, progress=progress, desc="harmful train")
-    safe_acts, safe_logits = tail_activations(chat, [fmt.encode(p) for p in harmless_train], n_pos,
-                                              batch_size=batch_size, progress=progress, desc="harmless train")
+        refusal_tokens = find_refusal_tokens(
+            chat,
+            fmt,
+            harmful_val[: sel.n_val],
+            harmless_val[: sel.n_val // 2],
+            batch_size=batch_size,
+            progress=progress,
+        )
+    harm_acts, harm_logits = tail_activations(
+        chat,
+        [fmt.encode(p) for p in harmful_train],
+        n_pos,
+        batch_size=batch_size,
+        progress=progress,
+        desc="harmful train",
+    )
+    safe_acts, safe_logits = tail_activations(
+        chat,
+        [fmt.encode(p) for p in harmless_train],
+        n_pos,
+        batch_size=batch_size,
+        progress=progress,
+        desc="harmless train",
+    )
     keep_harm = refusal_tokens.score(harm_logits) > 0
     keep_safe = refusal_tokens.score(safe_logits) < 0
     if keep_harm.sum() < 2 or keep_safe.sum() < 2:
@@ -148,8 +184,9 @@ def refusal_direction(
         ablate = Program([Ablate(d, Window(0, chat.n_layers))])
         harm_ablated = next_token_logits(chat, harm_val, program=ablate, batch_size=batch_size, progress=False)
         safe_ablated = next_token_logits(chat, safe_val, program=ablate, batch_size=batch_size, progress=False)
-        safe_added = next_token_logits(chat, safe_val, program=Program([Add(d, 1.0, layer)]), batch_size=batch_size,
-                                       progress=False)
+        safe_added = next_token_logits(
+            chat, safe_val, program=Program([Add(d, 1.0, layer)]), batch_size=batch_size, progress=False
+        )
         row["bypass"] = float(refusal_tokens.score(harm_ablated).mean())
         row["induce"] = float(refusal_tokens.score(safe_added).mean())
         row["kl"] = float(first_token_kl(base_safe, safe_ablated).mean())
@@ -158,16 +195,27 @@ def refusal_direction(
         candidates.append(row)
     kept = [c for c in candidates if c["kept"]]
     if not kept:
-        raise PersonagateError("no refusal-direction candidate passed the filters (KL, induce, layer); "
-                               "loosen RefusalSelection or use more prompts")
+        raise PersonagateError(
+            "no refusal-direction candidate passed the filters (KL, induce, layer); "
+            "loosen RefusalSelection or use more prompts"
+        )
     best = min(kept, key=lambda c: c["bypass"])
-    meta = _provenance(chat, method="diff-in-means/arditi-selection", position=best["position"],
-                       layer=best["layer"], bypass=best["bypass"], induce=best["induce"], kl=best["kl"],
-                       baseline_harmful_score=float(base_harm_score.mean()),
-                       n_harmful=int(keep_harm.sum()), n_harmless=int(keep_safe.sum()),
-                       data_hash=prompt_set_hash([*harmful_train, *harmless_train]),
-                       refusal_tokens=refusal_tokens.to_dict(), selection=asdict(sel),
-                       system=_system_label(system))
+    meta = _provenance(
+        chat,
+        method="diff-in-means/arditi-selection",
+        position=best["position"],
+        layer=best["layer"],
+        bypass=best["bypass"],
+        induce=best["induce"],
+        kl=best["kl"],
+        baseline_harmful_score=float(base_harm_score.mean()),
+        n_harmful=int(keep_harm.sum()),
+        n_harmless=int(keep_safe.sum()),
+        data_hash=prompt_set_hash([*harmful_train, *harmless_train]),
+        refusal_tokens=refusal_tokens.to_dict(),
+        selection=asdict(sel),
+        system=_system_label(system),
+    )
     direction = Direction(diffs[best["position"], best["layer"]].clone(), name="refusal", meta=meta)
     return RefusalResult(direction=direction, refusal_tokens=refusal_tokens, candidates=candidates)
 
@@ -205,9 +253,16 @@ class PersonaSet:
             raise PersonagateError(f"{path}: a persona file needs 'compliant' and 'questions' lists ({exc})") from None
 
 
-def _persona_mean(chat: ChatModel, systems: Sequence[SystemPrompt], questions: Sequence[str],
-                  positions: PersonaPositions, max_new_tokens: int, batch_size: int, progress: bool,
-                  desc: str) -> torch.Tensor:
+def _persona_mean(
+    chat: ChatModel,
+    systems: Sequence[SystemPrompt],
+    questions: Sequence[str],
+    positions: PersonaPositions,
+    max_new_tokens: int,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> torch.Tensor:
     sums = torch.zeros((chat.n_layers, chat.hidden_size), dtype=torch.float64)
     count = 0
     for system in systems:
@@ -217,11 +272,19 @@ def _persona_mean(chat: ChatModel, systems: Sequence[SystemPrompt], questions: S
             replies = generate(chat, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
             full = [p + c.tokens for p, c in zip(ids, replies, strict=True) if c.tokens]
             spans = [(len(p), len(p) + len(c.tokens)) for p, c in zip(ids, replies, strict=True) if c.tokens]
-            means = mean_activations(chat, full, positions="spans", spans=spans, batch_size=batch_size,
-                                     progress=progress, desc=desc)
+            means = mean_activations(
+                chat, full, positions="spans", spans=spans, batch_size=batch_size, progress=progress, desc=desc
+            )
         else:
-            means = mean_activations(chat, ids, positions=positions, post_instruction=fmt.post_instruction_length,
-                                     batch_size=batch_size, progress=progress, desc=desc)
+            means = mean_activations(
+                chat,
+                ids,
+                positions=positions,
+                post_instruction=fmt.post_instruction_length,
+                batch_size=batch_size,
+                progress=progress,
+                desc=desc,
+            )
         sums += means.sums
         count += means.count
     return (sums / count).to(torch.float32)
@@ -243,13 +306,27 @@ def persona_direction(
     if against == "contrast" and not personas.contrast:
         raise PersonagateError("against='contrast' needs contrast personas in the persona set")
     base_systems: list[SystemPrompt] = [MODEL_DEFAULT] if against == "default" else list(personas.contrast)
-    compliant = _persona_mean(chat, personas.compliant, personas.questions, positions, max_new_tokens, batch_size,
-                              progress, "compliant personas")
-    baseline = _persona_mean(chat, base_systems, personas.questions, positions, max_new_tokens, batch_size,
-                             progress, f"{against} persona")
-    meta = _provenance(chat, method=f"system-prompt contrast vs {against}", positions=positions,
-                       data_hash=prompt_set_hash([*personas.compliant, *personas.contrast, *personas.questions]),
-                       n_questions=len(personas.questions), n_personas=len(personas.compliant))
+    compliant = _persona_mean(
+        chat,
+        personas.compliant,
+        personas.questions,
+        positions,
+        max_new_tokens,
+        batch_size,
+        progress,
+        "compliant personas",
+    )
+    baseline = _persona_mean(
+        chat, base_systems, personas.questions, positions, max_new_tokens, batch_size, progress, f"{against} persona"
+    )
+    meta = _provenance(
+        chat,
+        method=f"system-prompt contrast vs {against}",
+        positions=positions,
+        data_hash=prompt_set_hash([*personas.compliant, *personas.contrast, *personas.questions]),
+        n_questions=len(personas.questions),
+        n_personas=len(personas.compliant),
+    )
     return Direction(compliant - baseline, name="persona", meta=meta)
 
 
@@ -257,8 +334,13 @@ def persona_direction(
 
 
 def projection_by_layer(
-    chat: ChatModel, token_lists: Sequence[Sequence[int]], direction: Direction, *,
-    program: Program | None = None, batch_size: int = 16, progress: bool = True,
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    direction: Direction,
+    *,
+    program: Program | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Mean scalar projection of resid_pre at the last prompt token onto the unit direction, per layer,
     optionally under a program: ``[n_layers]``."""

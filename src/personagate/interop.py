@@ -43,9 +43,17 @@ def import_refusal_direction(folder: str | Path, *, model: str | None = None) ->
         raise PersonagateError(f"{pt} has shape {tuple(vector.shape)}, expected [d]")
     meta_path = pt.parent / "direction_metadata.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return Direction(vector, name="refusal", meta={
-        "method": "imported: refusal_direction (diff-in-means, Arditi et al.)", "layer": meta.get("layer"),
-        "position": meta.get("pos"), "model": model or "unknown", "source": str(pt)})
+    return Direction(
+        vector,
+        name="refusal",
+        meta={
+            "method": "imported: refusal_direction (diff-in-means, Arditi et al.)",
+            "layer": meta.get("layer"),
+            "position": meta.get("pos"),
+            "model": model or "unknown",
+            "source": str(pt),
+        },
+    )
 
 
 def import_persona_vectors(path: str | Path, *, name: str = "persona", model: str | None = None) -> Direction:
@@ -54,13 +62,20 @@ def import_persona_vectors(path: str | Path, *, name: str = "persona", model: st
     vectors = _load_tensor(path)
     if vectors.dim() != 2 or vectors.shape[0] < 2:
         raise PersonagateError(f"{path} has shape {tuple(vectors.shape)}, expected [n_layers + 1, d]")
-    return Direction(vectors[:-1].clone(), name=name, meta={
-        "method": "imported: persona_vectors (hidden_states rows 0..L-1 = resid_pre)", "model": model or "unknown",
-        "source": str(path)})
+    return Direction(
+        vectors[:-1].clone(),
+        name=name,
+        meta={
+            "method": "imported: persona_vectors (hidden_states rows 0..L-1 = resid_pre)",
+            "model": model or "unknown",
+            "source": str(path),
+        },
+    )
 
 
-def export_llamacpp_control_vector(direction: Direction, n_layers: int, path: str | Path, *,
-                                   coeff: float = 1.0, model_hint: str = "llama") -> Path:
+def export_llamacpp_control_vector(
+    direction: Direction, n_layers: int, path: str | Path, *, coeff: float = 1.0, model_hint: str = "llama"
+) -> Path:
     """Write a llama.cpp control vector: ``direction.N`` = coeff x our resid_pre[N+1], N = 1..n_layers-2."""
     import gguf
 
