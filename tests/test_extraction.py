@@ -6,6 +6,7 @@ import json
 import math
 
 import torch
+
 from personagate import Ablate, ChatFormatter, Direction, Program, Window, next_token_logits
 from personagate.activations import tail_activations
 from personagate.cli import main
