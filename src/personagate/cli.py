@@ -89,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     rnd.add_argument("--orthogonal-to", type=Path, action="append", default=[], help="direction file (repeatable)")
     rnd.add_argument("--out", type=Path, required=True, help="output folder")
 
+    for name, helptext in (
+        ("reproduce", "run the paper's study (the built-in spec) on a model"),
+        ("run", "run a study spec (TOML); copy the built-in one with `personagate spec`"),
+    ):
+        study = sub.add_parser(name, help=helptext)
+        if name == "run":
+            study.add_argument("spec", type=Path, help="the study spec (TOML)")
+        study.add_argument("--model", default=None, help="overrides [model] id of the spec")
+        study.add_argument("--quick", action="store_true", help="fewer prompts, first-token screening, coarse grid")
+        study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
+        study.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep = sub.add_parser("report", help="rebuild summary.csv and report.html from a run directory")
+    rep.add_argument("run_dir", type=Path)
+    sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
+
     score = sub.add_parser("score", help="add a 0/1 'refusal' column to a CSV with the phrase detector")
     score.add_argument("csv", type=Path)
     score.add_argument("--text-column", required=True)
@@ -269,7 +284,41 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "directions": cmd_directions, "score": cmd_score}
+def cmd_study(args: argparse.Namespace) -> int:
+    from personagate.experiments.runner import run_study
+    from personagate.experiments.spec import StudySpec
+
+    spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick)
+    model = args.model or spec["model"]["id"]
+    out = args.out or Path("runs") / f"{Path(model).name}-{'quick' if args.quick else 'full'}"
+    run_dir = run_study(spec, out, model=model, progress=not args.quiet)
+    print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from personagate.report import rebuild
+
+    print(f"wrote {rebuild(args.run_dir)}")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from personagate.experiments.spec import default_spec_text
+
+    print(default_spec_text(), end="")
+    return 0
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "directions": cmd_directions,
+    "score": cmd_score,
+    "reproduce": cmd_study,
+    "run": cmd_study,
+    "report": cmd_report,
+    "spec": cmd_spec,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"personagate: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("personagate: interrupted", file=sys.stderr)
+        print("personagate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 

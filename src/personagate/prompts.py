@@ -170,3 +170,40 @@ def length_sorted_batches(token_lists: Sequence[Sequence[int]], batch_size: int)
         raise PersonagateError(f"batch size must be at least 1, got {batch_size}")
     order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_prompts(name: str) -> list[str]:
+    """Our own small prompt sets shipped in the package: ``harmful``, ``harmless``, ``safe``."""
+    from importlib import resources
+
+    data = json.loads(resources.files("personagate").joinpath("data/prompts.json").read_text())
+    if name not in data or name == "about":
+        sets = ", ".join(k for k in data if k != "about")
+        raise PersonagateError(f"no built-in prompt set {name!r}; available: {sets}")
+    return list(data[name])
+
+
+def resolve_prompt_source(source: str, base: Path | None = None, field: str | None = None) -> list[str]:
+    """``builtin:NAME`` or a prompt file path (relative paths resolve against ``base``)."""
+    if source.startswith(BUILTIN_PREFIX):
+        return builtin_prompts(source[len(BUILTIN_PREFIX) :])
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return load_prompts(path, field)
+
+
+def load_xstest_safe(path: Path) -> list[str]:
+    """XSTest's safe prompts (rows whose ``type`` does not start with ``contrast_``)."""
+    import csv
+
+    if not Path(path).is_file():
+        raise PersonagateError(f"no such XSTest file: {path}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "prompt" not in rows[0] or "type" not in rows[0]:
+        raise PersonagateError(f"{path} lacks XSTest's 'prompt' and 'type' columns")
+    return [r["prompt"] for r in rows if not r["type"].startswith("contrast")]

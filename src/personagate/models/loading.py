@@ -164,6 +164,32 @@ def load_model(
     return chat
 
 
+def model_layer_count(spec: str) -> int | None:
+    """The number of decoder blocks, read without loading weights (None when it cannot be read offline)."""
+    from personagate.models.bundled import BUNDLED
+
+    if spec in BUNDLED:
+        return BUNDLED[spec].n_layers
+    path = Path(spec).expanduser()
+    try:
+        if spec.endswith(".gguf"):
+            if not path.is_file():
+                raise PersonagateError(f"no such GGUF file: {spec}")
+            import gguf
+
+            reader = gguf.GGUFReader(str(path))
+            arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+            return int(reader.fields[f"{arch}.block_count"].parts[-1][0])
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(path) if path.is_dir() else spec, local_files_only=True)
+        return int(config.num_hidden_layers)
+    except PersonagateError:
+        raise
+    except Exception:  # not cached locally, or an unusual config: checked again once loaded
+        return None
+
+
 def _from_hub(spec: str, from_folder: Any) -> tuple[nn.Module, Any]:
     """The local Hugging Face cache first; the Hub only when it answers, so offline fails fast in one line."""
     try:

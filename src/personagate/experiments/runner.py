@@ -1,0 +1,449 @@
+"""Run a study spec into a run store: directions, conditions in stages, readout, exports, report.
+
+Re-running the same command resumes: vectors on disk are reused, finished batches are skipped, so
+nothing done is lost and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from personagate import __version__
+from personagate.directions import Direction, cosine_by_layer, random_direction
+from personagate.errors import PersonagateError
+from personagate.experiments.conditions import (
+    Condition,
+    OpSpec,
+    first_stage,
+    materialise,
+    second_stage,
+    sliding_windows,
+)
+from personagate.experiments.spec import StudySpec
+from personagate.experiments.store import Row, RunStore
+from personagate.extraction import (
+    PersonaSet,
+    RefusalSelection,
+    find_refusal_tokens,
+    first_token_kl,
+    persona_direction,
+    projection_by_layer,
+    refusal_direction,
+)
+from personagate.generation import generate, next_token_logits
+from personagate.interventions import Program, Window
+from personagate.models.loading import ChatModel, load_model, model_layer_count
+from personagate.prompts import ChatFormatter
+from personagate.scoring.first_token import RefusalTokens
+from personagate.scoring.phrases import is_refusal
+from personagate.scoring.rates import refusal_rate
+
+SUMMARY_COLUMNS = (
+    "condition",
+    "refusal_rate",
+    "ci_low",
+    "ci_high",
+    "n",
+    "kl",
+    "over_refusal",
+    "over_refusal_n",
+    "group",
+    "x",
+    "seed",
+    "mode",
+    "flags",
+    "description",
+)
+
+
+@dataclass
+class PromptSplits:
+    harmful_train: list[str]
+    harmful_val: list[str]
+    harmful_test: list[str]
+    harmless_train: list[str]
+    harmless_val: list[str]
+    harmless_kl: list[str]
+    safe: list[str]
+
+
+def split_prompts(spec: StudySpec) -> PromptSplits:
+    p = spec["prompts"]
+    harmful, harmless, safe = spec.prompts("harmful"), spec.prompts("harmless"), spec.prompts("safe")
+    need_harmful = p["n_train"] + p["n_val"] + p["n_test"]
+    need_harmless = p["n_train"] + p["n_val"] + p["n_kl"]
+    if len(harmful) < need_harmful:
+        raise PersonagateError(
+            f"prompts.harmful has {len(harmful)} prompts but n_train + n_val + n_test = "
+            f"{need_harmful}; lower them or give a larger set"
+        )
+    if len(harmless) < need_harmless:
+        raise PersonagateError(
+            f"prompts.harmless has {len(harmless)} prompts but n_train + n_val + n_kl = "
+            f"{need_harmless}; lower them or give a larger set"
+        )
+    a, b = p["n_train"], p["n_train"] + p["n_val"]
+    return PromptSplits(
+        harmful[:a],
+        harmful[a:b],
+        harmful[b:need_harmful],
+        harmless[:a],
+        harmless[a:b],
+        harmless[b:need_harmless],
+        safe[: p["n_safe"]],
+    )
+
+
+def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]:
+    """Every check that needs no weights: the spec, the prompt files, the layer count from the config."""
+    model_id = model or spec["model"]["id"]
+    splits = split_prompts(spec)
+    n_layers = model_layer_count(model_id)
+    if n_layers is not None:
+        spec.check_layers(n_layers)
+    return model_id, n_layers or 0, splits
+
+
+class StudyRunner:
+    """Holds the loaded model, the directions and the store for one run."""
+
+    def __init__(self, spec: StudySpec, chat: ChatModel, store: RunStore, splits: PromptSplits, progress: bool) -> None:
+        self.spec, self.chat, self.store, self.splits, self.progress = spec, chat, store, splits, progress
+        self.fmt = ChatFormatter(chat.tokenizer)
+        self.L = chat.n_layers
+        self.batch = int(spec["generation"]["batch_size"])
+        self.directions: dict[str, Direction] = {}
+        self.refusal_tokens: RefusalTokens | None = None
+        self._ids: dict[str, list[list[int]]] = {}
+        self._baseline_kl_logits: torch.Tensor | None = None
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def ids(self, name: str) -> list[list[int]]:
+        if name not in self._ids:
+            self._ids[name] = [self.fmt.encode(p) for p in getattr(self.splits, name)]
+        return self._ids[name]
+
+    def vector_path(self, name: str) -> Path:
+        return self.store.path / "vectors" / f"{name}.safetensors"
+
+    def _load_or_make(self, name: str, make) -> Direction:
+        path = self.vector_path(name)
+        if path.is_file():
+            direction = Direction.load(path)
+        else:
+            direction = make()
+            direction.save(path)
+        direction.check_fits(self.L, self.chat.hidden_size, model_hash=self.chat.config_hash())
+        self.directions[name] = direction
+        return direction
+
+    def make_directions(self) -> None:
+        d, g, s = self.spec["directions"], self.spec["generation"], self.splits
+        tokens = self.store.fact("refusal_tokens")
+        if tokens is None and d["refusal_tokens"]:
+            ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in d["refusal_tokens"]]
+            tokens = {"ids": ids, "tokens": list(d["refusal_tokens"])}
+            self.store.set_fact("refusal_tokens", tokens)
+        if tokens is None:
+            n = int(g["refusal_token_prompts"])
+            found = find_refusal_tokens(
+                self.chat,
+                self.fmt,
+                (s.harmful_train + s.harmful_val)[:n],
+                (s.harmless_train + s.harmless_val)[: max(2, n // 2)],
+                batch_size=self.batch,
+                progress=self.progress,
+            )
+            self.store.set_fact("refusal_tokens", found.to_dict())
+            tokens = found.to_dict()
+        self.refusal_tokens = RefusalTokens.from_dict(tokens)
+
+        def make_refusal() -> Direction:
+            if d["refusal"]:
+                return Direction.load(self.spec.path(d["refusal"]))
+            selection = RefusalSelection(
+                max_kl=float(d["refusal_max_kl"]),
+                positions=int(d["refusal_positions"]),
+                layer_stride=int(d["refusal_layer_stride"]),
+                n_val=len(s.harmful_val),
+            )
+            found = refusal_direction(
+                self.chat,
+                s.harmful_train,
+                s.harmless_train,
+                s.harmful_val,
+                s.harmless_val,
+                selection=selection,
+                refusal_tokens=self.refusal_tokens,
+                batch_size=self.batch,
+                progress=self.progress,
+            )
+            found.save_candidates(self.store.path / "refusal_candidates.csv")
+            return found.direction
+
+        def make_persona() -> Direction:
+            if d["persona"]:
+                return Direction.load(self.spec.path(d["persona"]))
+            personas = PersonaSet.builtin()
+            personas.questions = personas.questions[: int(d["persona_questions"])]
+            return persona_direction(
+                self.chat, personas, against=d["persona_against"], batch_size=self.batch, progress=self.progress
+            )
+
+        refusal = self._load_or_make("refusal", make_refusal)
+        persona = self._load_or_make("persona", make_persona)
+        for seed in d["random_seeds"]:
+            self._load_or_make(
+                f"random-{seed}", lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, refusal))
+            )
+
+    # --- evaluation -------------------------------------------------------------------------------
+
+    def baseline_kl_logits(self) -> torch.Tensor:
+        if self._baseline_kl_logits is None:
+            self._baseline_kl_logits = next_token_logits(
+                self.chat, self.ids("harmless_kl"), batch_size=self.batch, progress=False
+            )
+        return self._baseline_kl_logits
+
+    def evaluate(self, condition: Condition) -> None:
+        program = condition.program(self.directions)
+        for prompt_set, name in (("harmful", "harmful_test"), ("safe", "safe")):
+            self._evaluate_set(condition, program, prompt_set, self.ids(name))
+        ids = self.ids("harmless_kl")
+        done = self.store.done_ids(condition.name, "kl")
+        for chunk in _chunks(len(ids), self.batch):
+            if set(chunk) <= done:
+                continue
+            base = self.baseline_kl_logits()[chunk]
+            if len(program):
+                logits = next_token_logits(
+                    self.chat, [ids[i] for i in chunk], program=program, batch_size=self.batch, progress=False
+                )
+                kl = first_token_kl(base, logits).tolist()
+            else:
+                kl = [0.0] * len(chunk)
+            self.store.write_rows(Row(condition.name, "kl", i, None, None, k) for i, k in zip(chunk, kl, strict=True))
+
+    def _evaluate_set(self, condition: Condition, program: Program, prompt_set: str, ids: list[list[int]]) -> None:
+        assert self.refusal_tokens is not None
+        done = self.store.done_ids(condition.name, prompt_set)
+        for chunk in _chunks(len(ids), self.batch):
+            if set(chunk) <= done:
+                continue
+            batch = [ids[i] for i in chunk]
+            if condition.mode == "generate":
+                replies = generate(
+                    self.chat,
+                    batch,
+                    program=program,
+                    max_new_tokens=int(self.spec["generation"]["max_new_tokens"]),
+                    batch_size=self.batch,
+                    progress=False,
+                )
+                rows = [
+                    Row(condition.name, prompt_set, i, c.text, int(is_refusal(c.text)), None)
+                    for i, c in zip(chunk, replies, strict=True)
+                ]
+            else:
+                scores = self.refusal_tokens.score(
+                    next_token_logits(self.chat, batch, program=program, batch_size=self.batch, progress=False)
+                )
+                rows = [
+                    Row(condition.name, prompt_set, i, None, int(s > 0), float(s))
+                    for i, s in zip(chunk, scores.tolist(), strict=True)
+                ]
+            self.store.write_rows(rows)
+
+    def run_conditions(self, conditions: Sequence[Condition], desc: str) -> None:
+        known = {c["name"] for c in self.store.conditions()}
+        position = len(known)
+        for condition in conditions:
+            if condition.name not in known:
+                self.store.add_condition(
+                    condition.name,
+                    position,
+                    condition.group,
+                    condition.x,
+                    condition.seed,
+                    condition.describe(),
+                    condition.mode,
+                )
+                position += 1
+        for condition in tqdm(conditions, desc=desc, disable=not self.progress, unit="condition"):
+            self.evaluate(condition)
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def choose_persona_coeff(self, sweep: Sequence[Condition]) -> float:
+        """The coherence rule: the strongest refusal suppression whose first-token KL stays <= the limit."""
+        limit = float(self.spec["steering"]["coherence_max_kl"])
+        summary = {row["condition"]: row for row in summarise(self.store)}
+        ok = [c for c in sweep if summary[c.name]["kl"] <= limit]
+        pool = ok or sorted(sweep, key=lambda c: float(c.x or 0))[:1]
+        best = min(pool, key=lambda c: (summary[c.name]["refusal_rate"], float(c.x or 0)))
+        self.store.set_fact("persona_coeff", best.x)
+        self.store.set_fact("persona_coeff_rule", "coherent" if ok else "no coefficient within the KL limit; smallest")
+        return float(best.x or 0)
+
+    def run(self) -> None:
+        st, g = self.spec["steering"], self.spec["generation"]
+        self.make_directions()
+        persona_layer = self.spec.persona_layer(self.L)
+        self.store.set_fact("persona_layer", persona_layer)
+        stage1 = first_stage(self.L, persona_layer, [float(c) for c in st["persona_coeffs"]], g["main"])
+        self.run_conditions(stage1, "baseline and persona sweep")
+        coeff = self.choose_persona_coeff([c for c in stage1 if c.group == "persona_sweep"])
+        width = self.spec.blocks(st["window_width"], self.L)
+        stride = self.spec.blocks(st["window_stride"], self.L)
+        windows = sliding_windows(self.L, width, stride)
+        reintro = [tuple(Window.parse(w).resolve(self.L)[i] for i in (0, -1)) for w in st["reintroduce_windows"]]
+        stage2 = second_stage(
+            self.L,
+            persona_layer,
+            coeff,
+            reintroduce_coeff=float(st["reintroduce_coeff"]),
+            layer_stride=int(st["reintroduce_layer_stride"]),
+            reintroduce_windows=[(a, b + 1) for a, b in reintro],
+            windows=windows,
+            seeds=[int(s) for s in self.spec["directions"]["random_seeds"]],
+            sweep=g["sweep"],
+        )
+        self.run_conditions(stage2, "protocol grid")
+        self.readout(persona_layer, coeff)
+        self.store.set_fact(
+            "cos_persona_refusal",
+            cosine_by_layer(self.directions["persona"], self.directions["refusal"], self.L).tolist(),
+        )
+
+    def readout(self, persona_layer: int, coeff: float) -> None:
+        """Per-layer projection onto the refusal direction at the last prompt token of harmful prompts."""
+        late = Window.parse(self.spec["steering"]["late_window"]).resolve(self.L)
+        steer_op = OpSpec("add", "persona", coeff, (persona_layer,))
+        programs = {
+            "baseline": (),
+            f"persona x{coeff:g}": (steer_op,),
+            f"persona x{coeff:g} - persona in [{late.start}, {late.stop})": (
+                steer_op,
+                OpSpec("ablate", "persona", window=(late.start, late.stop)),
+            ),
+        }
+        have = self.store.readout()
+        for name, ops in programs.items():
+            if name in have:
+                continue
+            values = projection_by_layer(
+                self.chat,
+                self.ids("harmful_test"),
+                self.directions["refusal"],
+                program=materialise(ops, self.directions),
+                batch_size=self.batch,
+                progress=False,
+            )
+            self.store.write_readout(name, values.tolist())
+
+
+def _chunks(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+# --- summary and exports --------------------------------------------------------------------------
+
+
+def summarise(store: RunStore) -> list[dict[str, Any]]:
+    """One row per condition: refusal rate with its Wilson interval, n, KL, over-refusal, flags."""
+    manifest = store.manifest()
+    incoherent = float(manifest.get("spec", {}).get("steering", {}).get("incoherent_kl", 2.0))
+    rows: dict[tuple[str, str], list[Row]] = {}
+    for row in store.rows():
+        rows.setdefault((row.condition, row.prompt_set), []).append(row)
+    out = []
+    for c in store.conditions():
+        harmful = rows.get((c["name"], "harmful"), [])
+        safe = rows.get((c["name"], "safe"), [])
+        kl_rows = rows.get((c["name"], "kl"), [])
+        rate = refusal_rate([r.refusal or 0 for r in harmful])
+        low, high = rate.interval
+        over = refusal_rate([r.refusal or 0 for r in safe])
+        kl = sum(r.score or 0.0 for r in kl_rows) / len(kl_rows) if kl_rows else float("nan")
+        flags = []
+        if kl > incoherent:
+            flags.append("incoherent")
+        if len(harmful) == 0:
+            flags.append("not run")
+        out.append(
+            {
+                "condition": c["name"],
+                "refusal_rate": round(rate.value, 4) if rate.n else float("nan"),
+                "ci_low": round(low, 4),
+                "ci_high": round(high, 4),
+                "n": rate.n,
+                "kl": round(kl, 4),
+                "over_refusal": round(over.value, 4) if over.n else float("nan"),
+                "over_refusal_n": over.n,
+                "group": c["group"],
+                "x": c["x"],
+                "seed": c["seed"],
+                "mode": c["mode"],
+                "flags": ";".join(flags),
+                "description": c["description"],
+            }
+        )
+    return out
+
+
+def export(store: RunStore) -> None:
+    summary = summarise(store)
+    with open(store.path / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS))
+        writer.writeheader()
+        writer.writerows(summary)
+    with open(store.path / "completions.jsonl", "w") as f:
+        for row in store.rows():
+            if row.prompt_set != "kl":
+                f.write(json.dumps(row.__dict__, ensure_ascii=False) + "\n")
+
+
+def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
+    """Run (or resume) the study in ``out`` and write summary.csv, completions.jsonl and report.html."""
+    from personagate.report import write_report
+
+    model_id, _, splits = prepare(spec, model)
+    started = time.perf_counter()
+    chat = load_model(model_id, device=spec["model"]["device"], dtype=spec["model"]["dtype"])
+    manifest = {
+        "package_version": __version__,
+        "model": chat.name,
+        "model_config_hash": chat.config_hash(),
+        "model_info": chat.info,
+        "spec": spec.data,
+        "spec_source": spec.source,
+        "seeds": {"random_directions": spec["directions"]["random_seeds"], "generation": "greedy"},
+        "device": str(chat.device),
+        "dtype": str(chat.dtype),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with RunStore(out) as store:
+        resumed = store.start(manifest, ("spec", "model_config_hash", "package_version"))
+        if resumed and progress:
+            print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
+        StudyRunner(spec, chat, store, splits, progress).run()
+        store.set_fact("seconds_last_session", time.perf_counter() - started)
+        export(store)
+        write_report(store)
+    return Path(out)

@@ -1,0 +1,166 @@
+"""The study runner on a tiny local model: stages, resume after SIGKILL, exports, report, spec errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import tiny_model
+
+from personagate import Direction, PersonagateError
+from personagate.cli import main
+from personagate.experiments.spec import StudySpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """A tiny local model, two vector files and a small spec that runs every stage in seconds."""
+    folder = tmp_path_factory.mktemp("study")
+    chat = tiny_model("qwen2")
+    chat.model.save_pretrained(folder / "model")
+    chat.tokenizer.save_pretrained(folder / "model")
+    g = torch.Generator().manual_seed(0)
+    Direction(torch.randn(64, generator=g) * 3, name="refusal", meta={"layer": 1}).save(folder / "refusal.safetensors")
+    Direction(torch.randn(4, 64, generator=g), name="persona").save(folder / "persona.safetensors")
+    (folder / "spec.toml").write_text(f"""
+[model]
+id = "{folder / "model"}"
+[prompts]
+n_train = 2
+n_val = 2
+n_test = 6
+n_kl = 4
+n_safe = 4
+[directions]
+refusal = "refusal.safetensors"
+persona = "persona.safetensors"
+random_seeds = [0, 1]
+refusal_tokens = ["I", "S", "A", "N", "T", "W", "a", "e"]
+[steering]
+persona_coeffs = [1.0, 3.0]
+window_width = 2
+window_stride = 1
+[generation]
+main = "generate"
+sweep = "first_token"
+max_new_tokens = 12
+batch_size = 2
+""")
+    return folder
+
+
+def summary(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    rows = summary(out)
+    assert {"condition", "refusal_rate", "ci_low", "ci_high", "n"} <= set(rows[0])
+    names = [r["condition"] for r in rows]
+    assert names[:2] == ["baseline", "refusal ablated"]
+    groups = {r["group"] for r in rows}
+    assert groups == {
+        "baseline",
+        "refusal_ablated",
+        "persona_sweep",
+        "reintroduce_layer",
+        "reintroduce_window",
+        "persona_window",
+        "random_window",
+    }
+    assert all(int(r["n"]) == 6 for r in rows)
+    assert (out / "report.html").read_text().count("<img") == 4
+    assert (out / "manifest.json").is_file() and (out / "completions.jsonl").is_file()
+    # a second run of the same command does nothing new
+    db = sqlite3.connect(out / "run.sqlite")
+    before = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    assert main(["run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]) == 0
+    assert db.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == before
+    # the report rebuilds from the database alone
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_sigkill_part_way_then_resume_equals_uninterrupted(study_dir, tmp_path):
+    reference = tmp_path / "reference"
+    assert main(["run", str(study_dir / "spec.toml"), "--out", str(reference), "--quiet"]) == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "personagate.cli", "run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    count = 0
+    while time.time() < deadline and proc.poll() is None:  # wait until some, not all, rows are committed
+        time.sleep(0.2)
+        if (out / "run.sqlite").is_file():
+            try:
+                with sqlite3.connect(out / "run.sqlite") as db:
+                    count = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if count >= 20:
+                break
+    assert proc.poll() is None, "the run finished before it could be killed; make the spec larger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert count > 0
+    assert not (out / "summary.csv").exists()
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
+    with sqlite3.connect(out / "run.sqlite") as db:
+        duplicates = db.execute(
+            "SELECT COUNT(*) FROM (SELECT condition, prompt_set, prompt_id, COUNT(*) c FROM rows "
+            "GROUP BY 1, 2, 3 HAVING c > 1)"
+        ).fetchone()[0]
+        total = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    with sqlite3.connect(reference / "run.sqlite") as db:
+        assert total == db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    assert duplicates == 0
+    assert summary(out) == summary(reference)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[steering]\nwindow_widht = 2\n", "unknown key steering.window_widht"),
+        ("[sterring]\nx = 1\n", "unknown section [sterring]"),
+        ("[steering]\npersona_layer = 40\n", "persona_layer = 40 is out of range"),
+        ("[steering]\nreintroduce_windows = ['3:3']\n", "start < stop"),
+        ("[prompts]\nharmful = 'missing.txt'\n", "prompts.harmful: no such prompt file"),
+        ("[generation]\nmain = 'sample'\n", "generation.main"),
+    ],
+)
+def test_spec_errors_fail_before_any_model_is_loaded(study_dir, tmp_path, capsys, body, message):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f'[model]\nid = "{study_dir / "model"}"\n{body}')
+    model_files = study_dir / "model"
+    hidden = tmp_path / "hidden-weights"
+    shutil.move(str(model_files / "model.safetensors"), hidden)  # a model load would now fail loudly
+    try:
+        code = main(["run", str(spec), "--out", str(tmp_path / "r"), "--quiet"])
+    finally:
+        shutil.move(str(hidden), model_files / "model.safetensors")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_quick_profile_and_builtin_spec_load():
+    spec = StudySpec.load(quick=True)
+    assert spec["generation"]["main"] == "first_token" and spec["prompts"]["n_test"] == 16
+    with pytest.raises(PersonagateError, match="no such spec file"):
+        StudySpec.load("nope.toml")
