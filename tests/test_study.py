@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_model
 
 from personagate import Direction, PersonagateError
 from personagate.cli import main
 from personagate.experiments.spec import StudySpec
+
+from tiny import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
