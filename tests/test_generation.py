@@ -123,3 +123,33 @@ def test_left_pad_positions_count_real_tokens():
     assert batch.attention_mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     assert batch.position_ids.tolist() == [[0, 1, 2], [0, 0, 0]]
     assert batch.pad_lengths == [0, 2]
+
+
+def test_shared_prefix_is_prefilled_once(qwen):
+    ids = encode(qwen)
+    shapes: list[tuple[int, int]] = []
+    handle = qwen.model.register_forward_pre_hook(
+        lambda m, a, k: shapes.append(tuple(k["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        next_token_logits(qwen, ids, batch_size=4, progress=False)
+    finally:
+        handle.remove()
+    assert shapes[0][0] == 1 and shapes[0][1] >= 8  # the chat-template header, once
+    assert shapes[1][0] == 4 and shapes[1][1] < max(len(t) for t in ids)
+
+
+def test_stop_when_keeps_every_decision_of_the_full_budget(qwen):
+    ids = encode(qwen)
+    full = generate(qwen, ids, max_new_tokens=10, batch_size=4, progress=False)
+
+    def decided(text: str) -> bool:  # monotone: once true of a prefix, true of every extension
+        return "e" in text
+
+    early = generate(qwen, ids, max_new_tokens=10, batch_size=4, stop_when=decided, progress=False)
+    for f, e in zip(full, early, strict=True):
+        assert decided(f.text) == (decided(e.text) or e.finish == "decided")
+        if e.finish != "decided":
+            assert e.tokens == f.tokens
+        else:
+            assert f.tokens[: len(e.tokens)] == e.tokens

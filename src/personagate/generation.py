@@ -8,7 +8,7 @@ the steering context spans prefill and every decode step.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,7 +21,11 @@ from personagate.interventions import Program, steer
 from personagate.models.loading import ChatModel
 from personagate.prompts import left_pad, length_sorted_batches
 
-Finish = Literal["eos", "stop", "length"]
+Finish = Literal["eos", "stop", "decided", "length"]
+
+# Prompts in a batch usually share a chat-template header (system prompt and all); when at least
+# this many tokens are shared, they are prefilled once and the KV cache is copied to every row.
+MIN_SHARED_PREFIX = 8
 
 
 @dataclass
@@ -63,6 +67,68 @@ def _steering(chat: ChatModel, program: Program | None, force: bool):
     return steer(chat, program, force=force) if program is not None and len(program) else nullcontext()
 
 
+def shared_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving at least one token of each prompt to run per row."""
+    if len(token_lists) < 2:
+        return 0
+    first, shortest = token_lists[0], min(len(t) for t in token_lists)
+    n = 0
+    while n < shortest - 1 and all(t[n] == first[n] for t in token_lists):
+        n += 1
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+@dataclass
+class _Prefilled:
+    logits: torch.Tensor  # [B, vocab] at the last prompt position
+    mask: torch.Tensor  # [B, T] attention mask over prompt positions
+    last_position: torch.Tensor  # [B, 1]
+    cache: Any
+
+
+def _prefill(chat: ChatModel, token_lists: Sequence[Sequence[int]], steering: Any) -> _Prefilled:
+    """Run the prompts into a fresh KV cache; a shared prefix is computed once and copied to every row.
+
+    The steering handle (if any) is told the padded prompt length, so token scopes stay exact.
+    """
+    model = chat.model
+    cache, cache_kw = _new_cache(model), _cache_kwarg(model)
+    shared = shared_prefix_length(token_lists)
+    rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
+    if steering is not None:
+        steering.prompt_length = shared + rest.input_ids.shape[1]
+    rows = len(token_lists)
+    if shared:
+        prefix = torch.tensor([list(token_lists[0][:shared])], device=chat.device)
+        model(
+            input_ids=prefix,
+            attention_mask=torch.ones_like(prefix),
+            position_ids=torch.arange(shared, device=chat.device).unsqueeze(0),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw: cache},
+        )
+        cache.batch_repeat_interleave(rows)
+    ones = torch.ones((rows, shared), dtype=rest.attention_mask.dtype, device=chat.device)
+    mask = torch.cat([ones, rest.attention_mask], dim=1)
+    positions = rest.position_ids + shared
+    logits = model(
+        input_ids=rest.input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kw: cache},
+    ).logits[:, -1]
+    return _Prefilled(logits, mask, positions[:, -1:], cache)
+
+
+def _settled(text: str) -> str:
+    """The text up to its last word boundary: a partly generated word can still change a decision."""
+    cut = max(text.rfind(" "), text.rfind("\n"))
+    return text[:cut] if cut >= 0 else ""
+
+
 def generate(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
@@ -71,19 +137,26 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 16,
     stop_strings: Sequence[str] = (),
+    stop_when: Callable[[str], bool] | None = None,
     progress: bool = True,
     desc: str = "generating",
     force: bool = False,
 ) -> list[Completion]:
-    """Greedy completions for each prompt's token ids, in input order."""
+    """Greedy completions for each prompt's token ids, in input order.
+
+    ``stop_when(text)`` ends a row as soon as it is true of the reply so far (judged up to its last
+    word boundary), e.g. once a refusal is certain: for a detector whose verdict cannot be undone
+    by more text, the decision equals that of the full token budget, at a fraction of the compute.
+    """
     if max_new_tokens < 1:
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     results: list[Completion | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt")
-    with _steering(chat, program, force):
+    with _steering(chat, program, force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
             batch = [token_lists[i] for i in indices]
-            for row, completion in enumerate(_generate_batch(chat, batch, max_new_tokens, stop_strings)):
+            completions = _generate_batch(chat, batch, max_new_tokens, stop_strings, stop_when, steering)
+            for row, completion in enumerate(completions):
                 completion.index = indices[row]
                 results[indices[row]] = completion
             bar.update(len(indices))
@@ -93,27 +166,22 @@ def generate(
 
 @torch.inference_mode()
 def _generate_batch(
-    chat: ChatModel, token_lists: Sequence[Sequence[int]], max_new_tokens: int, stop_strings: Sequence[str]
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_strings: Sequence[str],
+    stop_when: Callable[[str], bool] | None,
+    steering: Any,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat)
-    padded = left_pad(token_lists, tokenizer.pad_token_id, chat.device)
-    cache = _new_cache(model)
     cache_kw = _cache_kwarg(model)
-    mask, last_position = padded.attention_mask, padded.position_ids[:, -1:]
+    prefilled = _prefill(chat, token_lists, steering)
+    cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     generated: list[list[int]] = [[] for _ in token_lists]
     finish: list[Finish | None] = [None] * len(token_lists)
     texts: list[str | None] = [None] * len(token_lists)
     active = list(range(len(token_lists)))  # original row of each live batch row
-
-    logits = model(
-        input_ids=padded.input_ids,
-        attention_mask=mask,
-        position_ids=padded.position_ids,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kw: cache},
-    ).logits[:, -1]
     for step in range(max_new_tokens):
         next_tokens = logits.argmax(-1).tolist()
         keep: list[int] = []
@@ -123,11 +191,14 @@ def _generate_batch(
                 finish[row] = "eos"
                 continue
             generated[row].append(token)
-            if stop_strings:
+            if stop_strings or stop_when is not None:
                 text = tokenizer.decode(generated[row], skip_special_tokens=True)
                 hits = [text.find(s) for s in stop_strings if s in text]
                 if hits:
                     finish[row], texts[row] = "stop", text[: min(hits)]
+                    continue
+                if stop_when is not None and stop_when(_settled(text)):
+                    finish[row] = "decided"
                     continue
             keep.append(live)
         if not keep or step == max_new_tokens - 1:
@@ -169,16 +240,9 @@ def next_token_logits(
     """Logits of the first reply token for each prompt: ``[n_prompts, vocab]`` float32, one forward each."""
     rows: list[torch.Tensor | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt", leave=False)
-    with _steering(chat, program, force):
+    with _steering(chat, program, force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
-            padded = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
-            logits = chat.model(
-                input_ids=padded.input_ids,
-                attention_mask=padded.attention_mask,
-                position_ids=padded.position_ids,
-                use_cache=False,
-                logits_to_keep=1,
-            ).logits[:, -1]
+            logits = _prefill(chat, [token_lists[i] for i in indices], steering).logits
             for row, i in enumerate(indices):
                 rows[i] = logits[row].to(torch.float32).cpu()
             bar.update(len(indices))
