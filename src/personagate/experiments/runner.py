@@ -251,6 +251,7 @@ class StudyRunner:
                     program=program,
                     max_new_tokens=int(self.spec["generation"]["max_new_tokens"]),
                     batch_size=self.batch,
+                    stop_when=is_refusal,  # a refusal, once certain, stays one: stop the row there
                     progress=False,
                 )
                 rows = [

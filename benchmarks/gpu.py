@@ -1,0 +1,128 @@
+"""Decode throughput on a GPU for a Qwen2.5-7B-Instruct-shaped model (random weights, bf16, no download),
+with and without intervention programs, against the memory-bandwidth floor.
+
+    python benchmarks/gpu.py                 # on a CUDA machine, about 3 minutes
+    python benchmarks/gpu.py --tiny --device cpu   # a smoke test of the script itself
+
+The floor per decode step is the weight bytes divided by the measured device copy bandwidth (bytes
+read + written per second): a batch-1 decode cannot run faster than streaming every weight once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from tiny import byte_tokenizer  # noqa: E402
+from transformers import AutoModelForCausalLM, Qwen2Config  # noqa: E402
+
+from personagate import Ablate, Add, ChatModel, Direction, Program, Window, generate  # noqa: E402
+
+QWEN25_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                 num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                 rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
+TINY = dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def copy_bandwidth(device: torch.device, n_bytes: int) -> float:
+    """Bytes read + written per second by a device-to-device copy (median of 10)."""
+    src = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    times = []
+    for i in range(13):
+        sync(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return 2 * src.numel() * src.element_size() / statistics.median(times)
+
+
+def timed_generate(chat: ChatModel, prompts: list[list[int]], steps: int, program: Program | None) -> float:
+    sync(chat.device)
+    start = time.perf_counter()
+    out = generate(chat, prompts, program=program, max_new_tokens=steps, batch_size=len(prompts), progress=False)
+    sync(chat.device)
+    assert all(len(c.tokens) == steps for c in out), "a row stopped early; the random model emitted EOS"
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--batches", default="1,32,128")
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config = Qwen2Config(**(TINY if args.tiny else QWEN25_7B))
+    config.architectures = ["Qwen2ForCausalLM"]
+    config.eos_token_id = None
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    tokenizer = byte_tokenizer()
+    tokenizer.eos_token = None
+    chat = ChatModel.wrap(model, tokenizer)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bandwidth = copy_bandwidth(device, 2 << 30 if device.type == "cuda" else 64 << 20)
+    floor_s = weight_bytes / bandwidth
+    g = torch.Generator().manual_seed(1)
+    persona = Direction(torch.randn(chat.n_layers, chat.hidden_size, generator=g), name="persona")
+    L = chat.n_layers
+    programs = {
+        "none": None,
+        "add@mid": Program([Add(persona, 0.5, L // 2)]),
+        "ablate all layers": Program([Ablate(persona, Window(0, L))]),
+        "add + ablate late": Program([Add(persona, 0.5, L // 2), Ablate(persona, Window(2 * L // 3, L))]),
+    }
+    results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
+               "weight_gb": weight_bytes / 1e9, "copy_bandwidth_tb_s": bandwidth / 1e12,
+               "floor_ms_per_step": floor_s * 1e3, "rows": []}
+    print(f"weights {weight_bytes / 1e9:.2f} GB, copy bandwidth {bandwidth / 1e12:.2f} TB/s, "
+          f"floor {floor_s * 1e3:.2f} ms per decode step")
+    print(f"{'batch':>5} {'program':>18} {'ms/step':>8} {'tok/s':>9} {'x floor':>8} {'vs none':>8}")
+    for batch in [int(b) for b in args.batches.split(",")]:
+        prompts = [torch.randint(300, config.vocab_size, (args.prompt_tokens,), generator=g).tolist()
+                   for _ in range(batch)]
+        timed_generate(chat, prompts, 4, None)  # warm-up
+        per_step: dict[str, float] = {}
+        for name, program in programs.items():
+            decode = []
+            for _ in range(args.repeats):  # decode time = (prefill + N steps) - (prefill + 1 step)
+                full = timed_generate(chat, prompts, args.steps + 1, program)
+                prefill = timed_generate(chat, prompts, 1, program)
+                decode.append((full - prefill) / args.steps)
+            per_step[name] = statistics.median(decode)
+            ratio = per_step[name] / per_step["none"]
+            row = {"batch": batch, "program": name, "ms_per_step": per_step[name] * 1e3,
+                   "tokens_per_s": batch / per_step[name], "x_floor": per_step[name] / floor_s, "vs_none": ratio}
+            results["rows"].append(row)
+            print(f"{batch:>5} {name:>18} {row['ms_per_step']:>8.2f} {row['tokens_per_s']:>9.0f} "
+                  f"{row['x_floor']:>8.2f} {ratio:>8.3f}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
