@@ -22,16 +22,34 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny import byte_tokenizer  # noqa: E402
-from transformers import AutoModelForCausalLM, Qwen2Config  # noqa: E402
+from transformers import AutoModelForCausalLM, Qwen2Config
 
-from personagate import Ablate, Add, ChatModel, Direction, Program, Window, generate  # noqa: E402
+from personagate import Ablate, Add, ChatModel, Direction, Program, Window, generate
 
-QWEN25_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                 num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-                 rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
-TINY = dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
+from tiny import byte_tokenizer
+
+QWEN25_7B = dict(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+)
+TINY = dict(
+    vocab_size=512,
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    tie_word_embeddings=False,
+)
 
 
 def sync(device: torch.device) -> None:
@@ -70,7 +88,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32,128")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -96,30 +114,49 @@ def main() -> None:
         "ablate all layers": Program([Ablate(persona, Window(0, L))]),
         "add + ablate late": Program([Add(persona, 0.5, L // 2), Ablate(persona, Window(2 * L // 3, L))]),
     }
-    results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-               "weight_gb": weight_bytes / 1e9, "copy_bandwidth_tb_s": bandwidth / 1e12,
-               "floor_ms_per_step": floor_s * 1e3, "rows": []}
-    print(f"weights {weight_bytes / 1e9:.2f} GB, copy bandwidth {bandwidth / 1e12:.2f} TB/s, "
-          f"floor {floor_s * 1e3:.2f} ms per decode step")
+    results = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "weight_gb": weight_bytes / 1e9,
+        "copy_bandwidth_tb_s": bandwidth / 1e12,
+        "floor_ms_per_step": floor_s * 1e3,
+        "rows": [],
+    }
+    print(
+        f"weights {weight_bytes / 1e9:.2f} GB, copy bandwidth {bandwidth / 1e12:.2f} TB/s, "
+        f"floor {floor_s * 1e3:.2f} ms per decode step"
+    )
     print(f"{'batch':>5} {'program':>18} {'ms/step':>8} {'tok/s':>9} {'x floor':>8} {'vs none':>8}")
     for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = [torch.randint(300, config.vocab_size, (args.prompt_tokens,), generator=g).tolist()
-                   for _ in range(batch)]
-        timed_generate(chat, prompts, 4, None)  # warm-up
-        per_step: dict[str, float] = {}
-        for name, program in programs.items():
-            decode = []
-            for _ in range(args.repeats):  # decode time = (prefill + N steps) - (prefill + 1 step)
+        prompts = [
+            torch.randint(300, config.vocab_size, (args.prompt_tokens,), generator=g).tolist() for _ in range(batch)
+        ]
+        for program in programs.values():  # warm-up, every program once
+            timed_generate(chat, prompts, 4, program)
+        decode: dict[str, list[float]] = {name: [] for name in programs}
+        for _ in range(args.repeats):  # interleaved: none, add, ablate, ..., none, add, ...
+            for name, program in programs.items():  # decode = (prefill + N steps) - (prefill + 1 step)
                 full = timed_generate(chat, prompts, args.steps + 1, program)
                 prefill = timed_generate(chat, prompts, 1, program)
-                decode.append((full - prefill) / args.steps)
-            per_step[name] = statistics.median(decode)
+                decode[name].append((full - prefill) / args.steps)
+        per_step = {name: statistics.median(values) for name, values in decode.items()}
+        for name in programs:
             ratio = per_step[name] / per_step["none"]
-            row = {"batch": batch, "program": name, "ms_per_step": per_step[name] * 1e3,
-                   "tokens_per_s": batch / per_step[name], "x_floor": per_step[name] / floor_s, "vs_none": ratio}
+            row = {
+                "batch": batch,
+                "program": name,
+                "ms_per_step": per_step[name] * 1e3,
+                "tokens_per_s": batch / per_step[name],
+                "x_floor": per_step[name] / floor_s,
+                "vs_none": ratio,
+                "spread_ms": [round(v * 1e3, 2) for v in sorted(decode[name])],
+            }
             results["rows"].append(row)
-            print(f"{batch:>5} {name:>18} {row['ms_per_step']:>8.2f} {row['tokens_per_s']:>9.0f} "
-                  f"{row['x_floor']:>8.2f} {ratio:>8.3f}", flush=True)
+            print(
+                f"{batch:>5} {name:>18} {row['ms_per_step']:>8.2f} {row['tokens_per_s']:>9.0f} "
+                f"{row['x_floor']:>8.2f} {ratio:>8.3f}",
+                flush=True,
+            )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

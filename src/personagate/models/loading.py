@@ -122,6 +122,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    info: dict[str, Any] = {"spec": spec}
     target = resolve_device(device)
     torch_dtype = _parse_dtype(dtype, target)
     started = time.perf_counter()
@@ -130,13 +131,13 @@ def load_model(
         kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **extra}
         if device_map is not None:
             kwargs["device_map"] = device_map
+        info["folder"] = str(folder)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **extra)
         model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         if device_map is None:
             model.to(target)
         return model, tokenizer
 
-    info: dict[str, Any] = {"spec": spec}
     if spec in BUNDLED:
         bundle = BUNDLED[spec]
         model, tokenizer = load_cached(bundle, from_folder)  # type: ignore[misc]

@@ -1,0 +1,74 @@
+"""Run the peers (steering-vectors, repeng, nnsight) on the same workload, in their own environment.
+
+Their pins clash with ours (steering-vectors needs transformers < 5, repeng numpy < 2), so they run in
+``.venv-peers`` (``bash benchmarks/install_peers.sh``) through ``peers_worker.py``. Each peer runs the
+conditions its API can express; additive steering only (none of them projects a direction out of the
+attention and MLP outputs inside a window).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
+
+
+def run_peers(
+    chat,
+    prompts,
+    conditions,
+    budget: int,
+    batch: int,
+    reference: dict[str, list[bool]],
+    reference_seconds: dict[str, float],
+) -> None:
+    if not PEERS_PYTHON.exists():
+        print("\npeers: .venv-peers is missing; run `bash benchmarks/install_peers.sh` first")
+        return
+    folder = chat.info.get("folder") or chat.model.config._name_or_path
+    additive = {name: ops for name, ops in conditions.items() if all(op[0] == "add" for op in ops)}
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.pt"
+        torch.save(
+            {
+                "model": str(folder),
+                "prompts": prompts,
+                "conditions": additive,
+                "budget": budget,
+                "batch": batch,
+                "pad_id": chat.tokenizer.pad_token_id,
+            },
+            job,
+        )
+        proc = subprocess.run(
+            [str(PEERS_PYTHON), str(HERE / "peers_worker.py"), str(job)], capture_output=True, text=True, timeout=3600
+        )
+    if proc.returncode != 0:
+        print(f"\npeers: the worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    ref_time = sum(reference_seconds[name] for name in additive)
+    print("\n| peer | conditions run | wall time (s) | vs raw-hooks reference on those | decision agreement |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| raw-hooks reference | {len(additive)} | {ref_time:.1f} | 1.00 | 1.000 |")
+    for peer, result in results.items():
+        if "error" in result:
+            print(f"| {peer} | 0 | - | - | could not run: {result['error'][:120]} |")
+            continue
+        agree = [
+            a == b
+            for name, decisions in result["decisions"].items()
+            for a, b in zip(decisions, reference[name], strict=True)
+        ]
+        seconds = statistics.median(result["seconds"])
+        print(
+            f"| {peer} | {len(result['decisions'])} | {seconds:.1f} | {seconds / ref_time:.2f} | "
+            f"{sum(agree) / len(agree):.3f} |"
+        )

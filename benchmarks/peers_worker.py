@@ -1,0 +1,150 @@
+"""Runs inside .venv-peers: the same additive conditions through steering-vectors, repeng and nnsight.
+
+Layer conventions: our Add at resid_pre[l] (input of block l) is the output of block l-1 for all
+three peers (steering-vectors' "decoder_block" layer, repeng's layer id, nnsight's layers[l-1].output).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "personagate" / "scoring" / "phrases.py"
+spec = importlib.util.spec_from_file_location("phrases", SRC)
+phrases = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(phrases)
+
+
+def batches(prompts, size):
+    for i in range(0, len(prompts), size):
+        chunk = prompts[i : i + size]
+        width = max(len(t) for t in chunk)
+        yield (
+            torch.tensor([[PAD] * (width - len(t)) + list(t) for t in chunk]),
+            torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in chunk]),
+            width,
+        )
+
+
+def per_layer(ops):
+    """{block output index: summed vector} for additive ops at resid_pre[l] = output of block l-1."""
+    out = {}
+    for _, vectors, coeff, layers in ops:
+        for layer in layers:
+            v = coeff * (vectors[layer] if vectors.dim() == 2 else vectors)
+            out[layer - 1] = out.get(layer - 1, 0) + v
+    return out
+
+
+@torch.inference_mode()
+def hf_generate(model, ids, mask):
+    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=BUDGET, do_sample=False, pad_token_id=PAD)
+
+
+def decide(texts):
+    return [phrases.is_refusal(t) for t in texts]
+
+
+def run_steering_vectors(model, tok, prompts, conditions):
+    from steering_vectors import SteeringVector
+
+    out = {}
+    for name, ops in conditions.items():
+        texts = []
+        vectors = per_layer(ops)
+        sv = SteeringVector(layer_activations=vectors, layer_type="decoder_block") if vectors else None
+        for ids, mask, width in batches(prompts, BATCH):
+            if sv is None:
+                rows = hf_generate(model, ids, mask)
+            else:
+                with sv.apply(model, multiplier=1.0, min_token_index=0):
+                    rows = hf_generate(model, ids, mask)
+            texts += [tok.decode(r[width:], skip_special_tokens=True) for r in rows]
+        out[name] = decide(texts)
+    return out
+
+
+def run_repeng(model, tok, prompts, conditions):
+    import numpy as np
+    from repeng import ControlModel, ControlVector
+
+    layer_ids = sorted({k for ops in conditions.values() for k in per_layer(ops)})
+    wrapped = ControlModel(model, layer_ids)
+    out = {}
+    try:
+        for name, ops in conditions.items():
+            vectors = per_layer(ops)
+            if vectors:
+                directions = {
+                    k: (vectors[k].numpy() if k in vectors else np.zeros(model.config.hidden_size, dtype=np.float32))
+                    for k in layer_ids
+                }
+                wrapped.set_control(ControlVector(model_type=model.config.model_type, directions=directions), 1.0)
+            else:
+                wrapped.reset()
+            texts = []
+            for ids, mask, width in batches(prompts, BATCH):
+                rows = wrapped.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=BUDGET, do_sample=False, pad_token_id=PAD
+                )
+                texts += [tok.decode(r[width:], skip_special_tokens=True) for r in rows]
+            out[name] = decide(texts)
+    finally:
+        wrapped.unwrap()
+    return out
+
+
+def run_nnsight(model, tok, prompts, conditions):
+    from nnsight import LanguageModel
+
+    lm = LanguageModel(model, tokenizer=tok)
+    out = {}
+    for name, ops in conditions.items():
+        vectors = per_layer(ops)
+        texts = []
+        for ids, mask, width in batches(prompts, BATCH):
+            with lm.generate(
+                {"input_ids": ids, "attention_mask": mask}, max_new_tokens=BUDGET, do_sample=False, pad_token_id=PAD
+            ) as tracer:
+                with tracer.all():
+                    for block, v in vectors.items():
+                        hidden = lm.model.layers[block].output
+                        if isinstance(hidden, tuple):
+                            hidden = hidden[0]
+                        hidden[:] += v
+                rows = lm.generator.output.save()
+            texts += [tok.decode(r[width:], skip_special_tokens=True) for r in rows]
+        out[name] = decide(texts)
+    return out
+
+
+def main() -> None:
+    global PAD, BUDGET, BATCH
+    job = torch.load(sys.argv[1], weights_only=False)
+    PAD, BUDGET, BATCH = job["pad_id"], job["budget"], job["batch"]
+    tok = AutoTokenizer.from_pretrained(job["model"])
+    model = AutoModelForCausalLM.from_pretrained(job["model"], torch_dtype=torch.float32).eval()
+    results = {}
+    for peer, fn in (
+        ("steering-vectors 0.12.2", run_steering_vectors),
+        ("repeng 0.4.0", run_repeng),
+        ("nnsight 0.8.1", run_nnsight),
+    ):
+        try:
+            start = time.perf_counter()
+            decisions = fn(model, tok, job["prompts"], job["conditions"])
+            results[peer] = {"seconds": [time.perf_counter() - start], "decisions": decisions}
+        except Exception as exc:  # a peer that cannot run is reported, not fatal
+            results[peer] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        print(peer, "done", file=sys.stderr, flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Side-by-side speed and agreement on the study grid: personagate vs a raw-hooks reference (and peers).
+
+    python benchmarks/run.py --quick        # under 3 minutes on the bundled model here
+    python benchmarks/run.py                # the full table, with hook-overhead ratios
+    python benchmarks/run.py --peers        # also steering-vectors / repeng / nnsight (benchmarks/install_peers.sh)
+
+Same model, prompts, interventions, greedy decoding and token budget for every implementation. Runs
+interleave (A B A B ...) and report medians. personagate stops a row once its refusal decision is
+certain, shares the chat-template prefill across prompts, and sorts by length; the reference runs
+Hugging Face generate with hand-registered hooks for the full budget. Decisions must agree on >= 98%
+of rows and first-token refusal scores within 1e-4 (fp32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import reference_hooks
+from personagate import Ablate, Add, ChatFormatter, Direction, Program, Window, generate, load_model
+from personagate.directions import random_direction
+from personagate.extraction import PersonaSet, persona_direction
+from personagate.generation import next_token_logits
+from personagate.prompts import builtin_prompts
+from personagate.scoring.first_token import RefusalTokens
+from personagate.scoring.phrases import is_refusal
+
+
+def directions(chat, fmt, n: int) -> dict[str, Direction]:
+    """Cheap but real directions: refusal = harmful - harmless mean at the last token; persona = contrast."""
+    from personagate.activations import mean_activations
+
+    harm = mean_activations(chat, [fmt.encode(p) for p in builtin_prompts("harmful")[:n]], progress=False).mean
+    safe = mean_activations(chat, [fmt.encode(p) for p in builtin_prompts("harmless")[:n]], progress=False).mean
+    layer = int(chat.n_layers * 2 / 3)
+    refusal = Direction(harm[layer] - safe[layer], name="refusal", meta={"layer": layer})
+    personas = PersonaSet.builtin()
+    personas.questions = personas.questions[:n]
+    persona = persona_direction(chat, personas, progress=False)
+    return {"refusal": refusal, "persona": persona, "random": random_direction(persona, 0, orthogonal_to=(persona,))}
+
+
+def grid(d: dict[str, Direction], L: int) -> dict[str, list[tuple]]:
+    """The quick reproduce grid in two forms: (name -> personagate ops, reference ops)."""
+    mid, late = L // 2, (2 * L // 3, L)
+    persona = ("add", d["persona"].vectors, 4.0, [mid])
+    return {
+        "baseline": [],
+        "refusal ablated": [("ablate", d["refusal"].vectors, (0, L))],
+        "persona x4": [persona],
+        "persona x4 + refusal @ late": [persona, ("add", d["refusal"].vectors, 1.0, [d["refusal"].meta["layer"]])],
+        "persona x4 - persona late": [persona, ("ablate", d["persona"].vectors, late)],
+        "persona x4 - random late": [persona, ("ablate", d["random"].vectors, late)],
+    }
+
+
+def to_program(ops, d_by_vectors) -> Program:
+    out = []
+    for op in ops:
+        if op[0] == "add":
+            out.append(Add(Direction(op[1]), op[2], op[3]))
+        else:
+            out.append(Ablate(Direction(op[1]), Window(*op[2])))
+    return Program(out)
+
+
+def time_it(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--peers", action="store_true")
+    parser.add_argument("--n", type=int, default=None, help="harmful prompts per condition")
+    parser.add_argument("--budget", type=int, default=None, help="max new tokens")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    n = args.n or (12 if args.quick else 32)
+    budget = args.budget or (24 if args.quick else 48)
+    repeats = args.repeats or (1 if args.quick else 3)
+    batch = 16
+    torch.manual_seed(0)
+    chat = load_model(args.model)
+    fmt = ChatFormatter(chat.tokenizer)
+    d = directions(chat, fmt, 8 if args.quick else 24)
+    conditions = grid(d, chat.n_layers)
+    prompts = [fmt.encode(p) for p in builtin_prompts("harmful")[-n:]]
+    tokens = RefusalTokens((chat.tokenizer.convert_tokens_to_ids("I"),), ("I",))
+    print(
+        f"# {chat.name}, {chat.n_layers} layers, {chat.dtype}, {n} prompts x {len(conditions)} conditions, "
+        f"budget {budget} tokens, batch {batch}, {repeats} repeat(s), {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+
+    ours_times, ref_times = [], []
+    ref_by_condition: dict[str, list[bool]] = {}
+    ref_seconds: dict[str, float] = {}
+    agree = total = 0
+    worst_score = 0.0
+    for rep in range(repeats):
+        ours_decisions, ref_decisions = {}, {}
+        for impl in ("reference", "personagate") if rep % 2 == 0 else ("personagate", "reference"):
+
+            def run_all(impl=impl):
+                out = {}
+                for name, ops in conditions.items():
+                    if impl == "personagate":
+                        replies = generate(
+                            chat,
+                            prompts,
+                            program=to_program(ops, d),
+                            max_new_tokens=budget,
+                            batch_size=batch,
+                            stop_when=is_refusal,
+                            progress=False,
+                        )
+                        out[name] = [is_refusal(c.text) for c in replies]
+                    else:
+                        start = time.perf_counter()
+                        texts = reference_hooks.generate(chat.model, chat.tokenizer, prompts, ops, budget, batch)
+                        ref_seconds[name] = time.perf_counter() - start
+                        out[name] = [is_refusal(t) for t in texts]
+                        ref_by_condition[name] = out[name]
+                return out
+
+            seconds, decisions = time_it(run_all)
+            (ours_times if impl == "personagate" else ref_times).append(seconds)
+            (ours_decisions if impl == "personagate" else ref_decisions).update(decisions)
+        for name in conditions:
+            agree += sum(a == b for a, b in zip(ours_decisions[name], ref_decisions[name], strict=True))
+            total += len(prompts)
+    for ops in conditions.values():  # first-token refusal scores, both ways, on a few prompts
+        ours = tokens.score(next_token_logits(chat, prompts[:4], program=to_program(ops, d), progress=False))
+        pad = chat.tokenizer.pad_token_id
+        ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:4], ops, pad))
+        worst_score = max(worst_score, float((ours - ref).abs().max()))
+
+    rows = [("raw-hooks reference", statistics.median(ref_times)), ("personagate", statistics.median(ours_times))]
+    print("\n| implementation | grid wall time (s) | conditions/min |")
+    print("|---|---:|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds:.1f} | {60 * len(conditions) / seconds:.1f} |")
+    if not args.quick:
+        overhead(chat, prompts, d, budget)
+    if args.peers:
+        from peers import run_peers
+
+        run_peers(chat, prompts, conditions, budget, batch, ref_by_condition, ref_seconds)
+    print(f"\nfirst_token_score_max_abs_diff: {worst_score:.2e}")
+    print(f"speedup_vs_raw_hooks: {statistics.median(ref_times) / statistics.median(ours_times):.2f}")
+    print(f"decision_agreement: {agree / total:.3f}")
+
+
+def overhead(chat, prompts, d, budget) -> None:
+    """Steered / unsteered generation time on the same batch, fixed budget, no early stopping."""
+    L = chat.n_layers
+    programs = {
+        "Add (one layer)": Program([Add(d["persona"], 4.0, L // 2)]),
+        "Add (every layer)": Program([Add(d["persona"], 0.2, "all")]),
+        "Ablate (every layer)": Program([Ablate(d["persona"], Window(0, L))]),
+    }
+    print("\n| batch | program | steered / unsteered | target |")
+    print("|---:|---|---:|---:|")
+    for size, steps in ((1, 16), (len(prompts), 16)):
+        batch = (prompts * 4)[:size]
+        base, steered = [], {k: [] for k in programs}
+
+        def run(program, batch=batch, steps=steps, size=size):
+            return time_it(
+                lambda: generate(chat, batch, program=program, max_new_tokens=steps, batch_size=size, progress=False)
+            )[0]
+
+        for _ in range(3):  # interleaved: unsteered, then each program
+            base.append(run(None))
+            for name, program in programs.items():
+                steered[name].append(run(program))
+        for name in programs:
+            target = "1.15" if "Ablate" in name else ("1.10" if size == 1 else "1.03")
+            print(f"| {size} | {name} | {statistics.median(steered[name]) / statistics.median(base):.3f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
