@@ -224,3 +224,14 @@ def test_resolve_layers_accepts_windows_and_strings():
     assert resolve_layers("1:3", 4) == [1, 2]
     assert resolve_layers(Window(0, 2), 4) == [0, 1]
     assert resolve_layers([3, 0], 4) == [3, 0]
+
+
+def test_ablating_a_zero_layer_vector_is_the_identity_there(qwen):
+    vectors = torch.randn(qwen.n_layers, qwen.hidden_size)
+    vectors[0] = 0
+    d = Direction(vectors, name="persona")
+    base = forward(qwen).hidden_states
+    with steer(qwen, [Ablate(d, (0, 2))]):
+        steered = forward(qwen).hidden_states
+    assert torch.equal(steered[0], base[0])
+    assert (steered[1] @ d.unit_at(1)).abs().max() / steered[1].norm(dim=-1).max() < 1e-5

@@ -257,6 +257,8 @@ def compile_program(
         else:
             assert isinstance(op.window, Window)
             for layer in op.window.resolve(n_layers):
+                if op.direction.at(layer).norm() == 0:
+                    continue  # nothing lies along a zero vector: projecting it out is the identity
                 u = op.direction.unit_at(layer).to(device)
                 for kind in ("resid_pre", "attn_out", "mlp_out"):
                     plan.add((kind, layer), _SiteEdit("project", u, op.scope))

@@ -109,7 +109,7 @@ def second_stage(
         per_layer = reintroduce_coeff / (stop - start)
         out.append(
             Condition(
-                f"{base} + refusal in [{start}, {stop})",
+                f"{base} + refusal in [{start}:{stop})",
                 "reintroduce_window",
                 (steer, OpSpec("add", "refusal", per_layer, tuple(range(start, stop)))),
                 sweep,
@@ -119,7 +119,7 @@ def second_stage(
     for start, stop in windows:
         out.append(
             Condition(
-                f"{base} - persona in [{start}, {stop})",
+                f"{base} - persona in [{start}:{stop})",
                 "persona_window",
                 (steer, OpSpec("ablate", "persona", window=(start, stop))),
                 sweep,
@@ -130,7 +130,7 @@ def second_stage(
         for start, stop in windows:
             out.append(
                 Condition(
-                    f"{base} - random-{seed} in [{start}, {stop})",
+                    f"{base} - random-{seed} in [{start}:{stop})",
                     "random_window",
                     (steer, OpSpec("ablate", f"random-{seed}", window=(start, stop))),
                     sweep,

@@ -336,7 +336,7 @@ class StudyRunner:
         programs = {
             "baseline": (),
             f"persona x{coeff:g}": (steer_op,),
-            f"persona x{coeff:g} - persona in [{late.start}, {late.stop})": (
+            f"persona x{coeff:g} - persona in [{late.start}:{late.stop})": (
                 steer_op,
                 OpSpec("ablate", "persona", window=(late.start, late.stop)),
             ),
