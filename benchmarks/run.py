@@ -114,25 +114,25 @@ def main() -> None:
         for impl in ("reference", "personagate") if rep % 2 == 0 else ("personagate", "reference"):
 
             def run_all(impl=impl):
+                if impl == "personagate":  # every condition side by side in one batch, rows stop once decided
+                    programs = {name: to_program(ops, d) for name, ops in conditions.items()}
+                    grid_out = generate_grid(
+                        chat,
+                        programs,
+                        prompts,
+                        max_new_tokens=budget,
+                        batch_size=len(conditions) * len(prompts),
+                        stop_when=is_refusal,
+                        progress=False,
+                    )
+                    return {name: [is_refusal(c.text) for c in replies] for name, replies in grid_out.items()}
                 out = {}
                 for name, ops in conditions.items():
-                    if impl == "personagate":
-                        replies = generate(
-                            chat,
-                            prompts,
-                            program=to_program(ops, d),
-                            max_new_tokens=budget,
-                            batch_size=batch,
-                            stop_when=is_refusal,
-                            progress=False,
-                        )
-                        out[name] = [is_refusal(c.text) for c in replies]
-                    else:
-                        start = time.perf_counter()
-                        texts = reference_hooks.generate(chat.model, chat.tokenizer, prompts, ops, budget, batch)
-                        ref_seconds[name] = time.perf_counter() - start
-                        out[name] = [is_refusal(t) for t in texts]
-                        ref_by_condition[name] = out[name]
+                    start = time.perf_counter()
+                    texts = reference_hooks.generate(chat.model, chat.tokenizer, prompts, ops, budget, batch)
+                    ref_seconds[name] = time.perf_counter() - start
+                    out[name] = [is_refusal(t) for t in texts]
+                    ref_by_condition[name] = out[name]
                 return out
 
             seconds, decisions = time_it(run_all)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personagate import Add, ChatFormatter, Direction, Program, generate, next_token_logits, steer
+from personagate import Ablate, Add, ChatFormatter, Direction, Program, generate, next_token_logits, steer
 from personagate.prompts import left_pad
 
 from conftest import hook_counts
@@ -153,3 +153,30 @@ def test_stop_when_keeps_every_decision_of_the_full_budget(qwen):
             assert e.tokens == f.tokens
         else:
             assert f.tokens[: len(e.tokens)] == e.tokens
+
+
+def test_grid_generation_equals_one_call_per_program(chat):
+    from personagate.generation import generate_grid
+
+    ids = encode(chat)
+    d = direction(chat)
+    programs = {
+        "none": None,
+        "add": Program([Add(d, 1.5, "all")]),
+        "add then ablate": Program([Add(d, 1.5, 1), Ablate(d, (2, 4))]),
+        "generated only": Program([Add(d, 3.0, 2, scope="generated")]),
+    }
+    grid = generate_grid(chat, programs, ids, max_new_tokens=6, batch_size=5, progress=False)
+    for name, program in programs.items():
+        single = generate(chat, ids, program=program, max_new_tokens=6, batch_size=4, progress=False)
+        assert [c.tokens for c in grid[name]] == [c.tokens for c in single], name
+        assert [c.index for c in grid[name]] == list(range(len(ids)))
+
+
+def test_grid_generation_leaves_no_hooks(qwen):
+    from personagate.generation import generate_grid
+
+    before = hook_counts(qwen.model)
+    generate_grid(qwen, {"a": Program([Add(direction(qwen), 1.0, 1)])}, encode(qwen)[:2], max_new_tokens=2,
+                  progress=False)
+    assert hook_counts(qwen.model) == before

@@ -8,7 +8,7 @@ the steering context spans prefill and every decode step.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from personagate.errors import PersonagateError
-from personagate.interventions import Program, steer
+from personagate.interventions import Program, RowSteering, steer, steer_rows
 from personagate.models.loading import ChatModel
 from personagate.prompts import left_pad, length_sorted_batches
 
@@ -86,8 +86,11 @@ class _Prefilled:
     cache: Any
 
 
-def _prefill(chat: ChatModel, token_lists: Sequence[Sequence[int]], steering: Any) -> _Prefilled:
-    """Run the prompts into a fresh KV cache; a shared prefix is computed once and copied to every row.
+def _prefill(
+    chat: ChatModel, token_lists: Sequence[Sequence[int]], steering: Any, row_programs: Sequence[int] | None = None
+) -> _Prefilled:
+    """Run the prompts into a fresh KV cache; a shared prefix is computed once per program and copied
+    to every row running that program.
 
     The steering handle (if any) is told the padded prompt length, so token scopes stay exact.
     """
@@ -98,17 +101,23 @@ def _prefill(chat: ChatModel, token_lists: Sequence[Sequence[int]], steering: An
     if steering is not None:
         steering.prompt_length = shared + rest.input_ids.shape[1]
     rows = len(token_lists)
+    programs = list(row_programs) if row_programs is not None else [0] * rows
     if shared:
-        prefix = torch.tensor([list(token_lists[0][:shared])], device=chat.device)
+        groups = sorted(set(programs))
+        prefix = torch.tensor([list(token_lists[0][:shared])] * len(groups), device=chat.device)
+        if isinstance(steering, RowSteering):
+            steering.set_rows(groups, chat.device)
         model(
             input_ids=prefix,
             attention_mask=torch.ones_like(prefix),
-            position_ids=torch.arange(shared, device=chat.device).unsqueeze(0),
+            position_ids=torch.arange(shared, device=chat.device).unsqueeze(0).expand(len(groups), -1),
             use_cache=True,
             logits_to_keep=1,
             **{cache_kw: cache},
         )
-        cache.batch_repeat_interleave(rows)
+        cache.batch_select_indices(torch.tensor([groups.index(p) for p in programs], device=chat.device))
+    if isinstance(steering, RowSteering):
+        steering.set_rows(programs, chat.device)
     ones = torch.ones((rows, shared), dtype=rest.attention_mask.dtype, device=chat.device)
     mask = torch.cat([ones, rest.attention_mask], dim=1)
     positions = rest.position_ids + shared
@@ -172,11 +181,12 @@ def _generate_batch(
     stop_strings: Sequence[str],
     stop_when: Callable[[str], bool] | None,
     steering: Any,
+    row_programs: Sequence[int] | None = None,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat)
     cache_kw = _cache_kwarg(model)
-    prefilled = _prefill(chat, token_lists, steering)
+    prefilled = _prefill(chat, token_lists, steering, row_programs)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     generated: list[list[int]] = [[] for _ in token_lists]
     finish: list[Finish | None] = [None] * len(token_lists)
@@ -207,6 +217,8 @@ def _generate_batch(
             index = torch.tensor(keep, device=mask.device)
             cache.batch_select_indices(index)
             mask, last_position = mask[index], last_position[index]
+            if isinstance(steering, RowSteering):
+                steering.keep(index)
             active = [active[i] for i in keep]
         step_tokens = torch.tensor([[next_tokens[i]] for i in keep], device=mask.device)
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
@@ -248,3 +260,50 @@ def next_token_logits(
             bar.update(len(indices))
     bar.close()
     return torch.stack([r for r in rows if r is not None])
+
+
+def generate_grid(
+    chat: ChatModel,
+    programs: Mapping[str, Program | None],
+    token_lists: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+    stop_strings: Sequence[str] = (),
+    stop_when: Callable[[str], bool] | None = None,
+    progress: bool = True,
+    desc: str = "grid",
+    force: bool = False,
+) -> dict[str, list[Completion]]:
+    """Greedy completions of every prompt under every program, the conditions side by side in one batch.
+
+    Same results as one ``generate`` call per program (each row runs only its own program); faster
+    where decoding is bound by reading the weights, as on a CPU.
+    """
+    if max_new_tokens < 1:
+        raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    names = list(programs)
+    plans = [programs[name] or Program() for name in names]
+    rows = [(k, i) for k in range(len(names)) for i in range(len(token_lists))]
+    row_tokens = [token_lists[i] for _, i in rows]
+    results: dict[str, list[Completion | None]] = {name: [None] * len(token_lists) for name in names}
+    bar = tqdm(total=len(rows), desc=desc, disable=not progress, unit="row")
+    with steer_rows(chat, plans, force=force) as steering:
+        for indices in length_sorted_batches(row_tokens, batch_size):
+            batch_programs = [rows[r][0] for r in indices]
+            completions = _generate_batch(
+                chat,
+                [row_tokens[r] for r in indices],
+                max_new_tokens,
+                stop_strings,
+                stop_when,
+                steering,
+                batch_programs,
+            )
+            for r, completion in zip(indices, completions, strict=True):
+                program, prompt = rows[r]
+                completion.index = prompt
+                results[names[program]][prompt] = completion
+            bar.update(len(indices))
+    bar.close()
+    return {name: [c for c in values if c is not None] for name, values in results.items()}

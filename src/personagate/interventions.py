@@ -302,6 +302,30 @@ class Steering:
         return positions < prompt
 
 
+@dataclass
+class RowSteering(Steering):
+    """Handle yielded by ``steer_rows``: each batch row runs its own program.
+
+    ``row_program`` holds, for every row of the batch now running, the index of its program; the
+    caller sets it before a forward pass and narrows it (``keep``) when finished rows leave.
+    """
+
+    row_program: torch.Tensor | None = None
+
+    def set_rows(self, program_ids: Sequence[int] | torch.Tensor, device: torch.device) -> None:
+        self.row_program = torch.as_tensor(program_ids, dtype=torch.long, device=device)
+
+    def keep(self, index: torch.Tensor) -> None:
+        assert self.row_program is not None
+        self.row_program = self.row_program[index]
+
+    def row_mask(self, program: int, dtype: torch.dtype) -> torch.Tensor:
+        """``[B, 1, 1]``: 1 for rows running ``program``."""
+        if self.row_program is None:
+            raise PersonagateError("steer_rows: set the rows' programs (set_rows) before a forward pass")
+        return (self.row_program == program).to(dtype).view(-1, 1, 1)
+
+
 def _apply_edits(hidden: torch.Tensor, edits: list[_SiteEdit], steering: Steering) -> torch.Tensor:
     """Apply a site's edits in order. Two kernels per projection (a GEMV and a fused multiply-subtract):
     in fp32 the removal is exact to rounding; in bf16 the coefficient carries bf16 precision."""
@@ -323,21 +347,43 @@ def _apply_edits(hidden: torch.Tensor, edits: list[_SiteEdit], steering: Steerin
     return hidden
 
 
-def _output_hook(edits: list[_SiteEdit], steering: Steering):
+def _apply_row_edits(hidden: torch.Tensor, edits: list[tuple[int, _SiteEdit]], steering: RowSteering) -> torch.Tensor:
+    """Like ``_apply_edits``, each edit confined to the rows of its program (masks, not indexing)."""
+    mask: torch.Tensor | None = None
+    for program, edit in edits:
+        vector = edit.cast(hidden.dtype)
+        rows = steering.row_mask(program, hidden.dtype)
+        if edit.scope != "all":
+            if mask is None:
+                mask = steering.prompt_mask(hidden.shape[-2], hidden.device)
+            rows = rows * (mask if edit.scope == "prompt" else ~mask).unsqueeze(-1).to(hidden.dtype)
+        if edit.kind == "add":
+            hidden = torch.addcmul(hidden, rows, vector)
+        else:
+            coef = (hidden @ vector).unsqueeze(-1) * rows
+            hidden = torch.addcmul(hidden, coef, vector, value=-1)
+    return hidden
+
+
+def _output_hook(edits: Any, steering: Steering, apply: Any = None):
+    apply = apply or _apply_edits
+
     def hook(module: nn.Module, args: Any, output: Any) -> Any:
         if isinstance(output, tuple):
-            return (_apply_edits(output[0], edits, steering), *output[1:])
-        return _apply_edits(output, edits, steering)
+            return (apply(output[0], edits, steering), *output[1:])
+        return apply(output, edits, steering)
 
     return hook
 
 
-def _input_hook(edits: list[_SiteEdit], steering: Steering):
+def _input_hook(edits: Any, steering: Steering, apply: Any = None):
+    apply = apply or _apply_edits
+
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         if args:
-            return (_apply_edits(args[0], edits, steering), *args[1:]), kwargs
+            return (apply(args[0], edits, steering), *args[1:]), kwargs
         kwargs = dict(kwargs)
-        kwargs["hidden_states"] = _apply_edits(kwargs["hidden_states"], edits, steering)
+        kwargs["hidden_states"] = apply(kwargs["hidden_states"], edits, steering)
         return args, kwargs
 
     return hook
@@ -367,25 +413,69 @@ def steer(
     steering = Steering(program=program)
     handles: list[RemovableHandle] = []
     try:
-        if plan.needs_positions:
-            handles.append(
-                adapter.get_backbone(module).register_forward_pre_hook(
-                    steering._observe, with_kwargs=True, prepend=True
-                )
-            )
-        for (kind, layer), edits in sorted(plan.sites.items(), key=lambda item: (item[0][1], item[0][0])):
-            if kind == "resid_pre" and layer == 0:
-                handles.append(
-                    blocks[0].register_forward_pre_hook(_input_hook(edits, steering), with_kwargs=True, prepend=True)
-                )
-            elif kind == "resid_pre":
-                handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering), prepend=True))
-            elif kind == "attn_out":
-                target = adapter.get_attn_out(blocks[layer])
-                handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))
-            else:
-                target = adapter.get_mlp_out(blocks[layer])
-                handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))
+        _register(module, adapter, blocks, plan.sites, plan.needs_positions, steering, _apply_edits, handles)
+        yield steering
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _register(
+    module: nn.Module,
+    adapter: ArchitectureAdapter,
+    blocks: nn.ModuleList,
+    sites: dict,
+    needs_positions: bool,
+    steering: Steering,
+    apply: Any,
+    handles: list[RemovableHandle],
+) -> None:
+    """Register one hook per site (appending each handle as soon as it exists, for the caller's finally)."""
+    if needs_positions:
+        handles.append(
+            adapter.get_backbone(module).register_forward_pre_hook(steering._observe, with_kwargs=True, prepend=True)
+        )
+    for (kind, layer), edits in sorted(sites.items(), key=lambda item: (item[0][1], item[0][0])):
+        if kind == "resid_pre" and layer == 0:
+            hook = _input_hook(edits, steering, apply)
+            handles.append(blocks[0].register_forward_pre_hook(hook, with_kwargs=True, prepend=True))
+        elif kind == "resid_pre":
+            handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering, apply), prepend=True))
+        else:
+            block = blocks[layer]
+            target = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
+            handles.append(target.register_forward_hook(_output_hook(edits, steering, apply), prepend=True))
+
+
+@contextmanager
+def steer_rows(
+    model: ChatModel | nn.Module,
+    programs: Sequence[Program],
+    *,
+    adapter: ArchitectureAdapter | None = None,
+    force: bool = False,
+) -> Iterator[RowSteering]:
+    """Run several programs in one batch: row ``i`` runs ``programs[handle.row_program[i]]``.
+
+    Each program keeps its own order at every site; rows of other programs are untouched by it.
+    On a CPU, decoding streams every weight once per step whatever the batch, so running the
+    conditions of a grid side by side divides the decode cost by the number of conditions.
+    """
+    module, adapter = _unwrap(model, adapter)
+    blocks = adapter.get_blocks(module)
+    n_layers, hidden = len(blocks), int(module.config.hidden_size)
+    device = next(module.parameters()).device
+    sites: dict[tuple[SiteKind, int], list[tuple[int, _SiteEdit]]] = {}
+    needs_positions = False
+    for index, program in enumerate(programs):
+        plan = compile_program(program, n_layers, hidden, device, model_hash=config_hash(module.config), force=force)
+        needs_positions = needs_positions or plan.needs_positions
+        for site, edits in plan.sites.items():
+            sites.setdefault(site, []).extend((index, edit) for edit in edits)
+    steering = RowSteering(program=Program())
+    handles: list[RemovableHandle] = []
+    try:
+        _register(module, adapter, blocks, sites, needs_positions, steering, _apply_row_edits, handles)
         yield steering
     finally:
         for handle in handles:
