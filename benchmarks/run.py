@@ -28,7 +28,7 @@ import reference_hooks
 from personagate import Ablate, Add, ChatFormatter, Direction, Program, Window, generate, load_model
 from personagate.directions import random_direction
 from personagate.extraction import PersonaSet, persona_direction
-from personagate.generation import next_token_logits
+from personagate.generation import generate_grid, next_token_logits
 from personagate.prompts import builtin_prompts
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.phrases import is_refusal

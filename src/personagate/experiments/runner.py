@@ -41,7 +41,7 @@ from personagate.extraction import (
     projection_by_layer,
     refusal_direction,
 )
-from personagate.generation import generate, next_token_logits
+from personagate.generation import generate, generate_grid, next_token_logits
 from personagate.interventions import Program, Window
 from personagate.models.loading import ChatModel, load_model, model_layer_count
 from personagate.prompts import ChatFormatter
@@ -283,8 +283,38 @@ class StudyRunner:
                     condition.mode,
                 )
                 position += 1
+        generating = [c for c in conditions if c.mode == "generate"]
+        if generating:
+            self._generate_side_by_side(generating, desc)
         for condition in tqdm(conditions, desc=desc, disable=not self.progress, unit="condition"):
-            self.evaluate(condition)
+            self.evaluate(condition)  # first-token conditions, KL sets; generated sets are found done
+
+    def _generate_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
+        """Generate for several conditions in one batch (each row its own program), one prompt chunk at a
+        time, committing every condition's rows of a chunk together."""
+        budget = int(self.spec["generation"]["max_new_tokens"])
+        for prompt_set, name in (("harmful", "harmful_test"), ("safe", "safe")):
+            ids = self.ids(name)
+            chunks = _chunks(len(ids), self.batch)
+            for chunk in tqdm(chunks, desc=f"{desc}: {prompt_set}", disable=not self.progress, unit="chunk"):
+                pending = [c for c in conditions if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
+                if not pending:
+                    continue
+                programs = {c.name: c.program(self.directions) for c in pending}
+                out = generate_grid(
+                    self.chat,
+                    programs,
+                    [ids[i] for i in chunk],
+                    max_new_tokens=budget,
+                    batch_size=len(pending) * len(chunk),
+                    stop_when=is_refusal,
+                    progress=False,
+                )
+                self.store.write_rows(
+                    Row(c.name, prompt_set, i, reply.text, int(is_refusal(reply.text)), None)
+                    for c in pending
+                    for i, reply in zip(chunk, out[c.name], strict=True)
+                )
 
     # --- stages -----------------------------------------------------------------------------------
 
