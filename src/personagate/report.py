@@ -71,6 +71,17 @@ def plots(
         xs = [r["x"] for r in reintro]
         ax.plot(xs, [r["refusal_rate"] for r in reintro], "o-", label="persona + refusal @ layer")
         ax.fill_between(xs, [r["ci_low"] for r in reintro], [r["ci_high"] for r in reintro], alpha=0.2)
+        bad = [r for r in reintro if "incoherent" in r["flags"]]
+        if bad:
+            ax.plot(
+                [r["x"] for r in bad],
+                [r["refusal_rate"] for r in bad],
+                "x",
+                color="tab:red",
+                ms=10,
+                mew=2,
+                label="incoherent (KL over the limit)",
+            )
         _reference_lines(ax, rows, persona_name)
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
