@@ -235,3 +235,14 @@ def test_ablating_a_zero_layer_vector_is_the_identity_there(qwen):
         steered = forward(qwen).hidden_states
     assert torch.equal(steered[0], base[0])
     assert (steered[1] @ d.unit_at(1)).abs().max() / steered[1].norm(dim=-1).max() < 1e-5
+
+
+def test_ablate_in_bfloat16_leaves_only_rounding_along_the_direction():
+    chat = tiny_model("llama")
+    chat.model.to(torch.bfloat16)
+    d = random_direction(chat)
+    with steer(chat, [Add(d, 3.0, "all"), Ablate(d, (1, 3))]):
+        hs = forward(chat).hidden_states
+    for layer in (1, 2):
+        h = hs[layer].float()
+        assert (h @ d.unit_at(layer)).abs().max() / h.norm(dim=-1).max() < 2e-2
