@@ -165,3 +165,13 @@ def test_quick_profile_and_builtin_spec_load():
     assert spec["generation"]["main"] == "first_token" and spec["prompts"]["n_test"] == 16
     with pytest.raises(PersonagateError, match="no such spec file"):
         StudySpec.load("nope.toml")
+
+
+def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out), "--markdown", "--plots", str(tmp_path / "plots")]) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline |" in printed and "| condition | refusal |" in printed
+    assert len(list((tmp_path / "plots").glob("plot*.png"))) == 4

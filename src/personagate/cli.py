@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--quiet", action="store_true", help="no progress bars")
     rep = sub.add_parser("report", help="rebuild summary.csv and report.html from a run directory")
     rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
+    rep.add_argument("--plots", type=Path, default=None, help="also write the plots as PNG files here")
     sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
 
     score = sub.add_parser("score", help="add a 0/1 'refusal' column to a CSV with the phrase detector")
@@ -297,9 +299,17 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from personagate.report import rebuild
+    from personagate.experiments.runner import summarise
+    from personagate.experiments.store import RunStore
+    from personagate.report import markdown_table, rebuild, save_plots
 
     print(f"wrote {rebuild(args.run_dir)}")
+    if args.markdown:
+        with RunStore(args.run_dir) as store:
+            print(markdown_table(summarise(store)))
+    if args.plots:
+        for path in save_plots(args.run_dir, args.plots):
+            print(f"wrote {path}")
     return 0
 
 

@@ -202,3 +202,36 @@ def rebuild(run_dir: str | Path) -> Path:
     with RunStore(run_dir) as store:
         export(store)
         return write_report(store)
+
+
+def markdown_table(summary: Sequence[dict[str, Any]], groups: Sequence[str] | None = None) -> str:
+    """The summary as a Markdown table (for a README or a lab notebook)."""
+    lines = ["| condition | refusal | 95% CI | n | KL | over-refusal | flags |", "|---|---:|---|---:|---:|---:|---|"]
+    for r in summary:
+        if groups and r["group"] not in groups:
+            continue
+        lines.append(
+            f"| {r['condition']} | {r['refusal_rate']:.1%} | [{r['ci_low']:.1%}, {r['ci_high']:.1%}] | "
+            f"{r['n']} | {r['kl']:.3f} | {r['over_refusal']:.1%} | {r['flags']} |"
+        )
+    return "\n".join(lines)
+
+
+def save_plots(run_dir: str | Path, out: str | Path) -> list[Path]:
+    """Write the report's plots as PNG files into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunStore(run_dir) as store:
+        coeff = store.fact("persona_coeff")
+        figures = plots(
+            summarise(store),
+            store.readout(),
+            store.fact("cos_persona_refusal"),
+            f"persona x{coeff:g}" if coeff is not None else None,
+        )
+    paths = []
+    for index, (_, data) in enumerate(figures):
+        path = out / f"plot{index + 1}.png"
+        path.write_bytes(base64.b64decode(data))
+        paths.append(path)
+    return paths
