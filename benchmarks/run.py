@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None, help="max new tokens")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
-    n = args.n or (12 if args.quick else 32)
-    budget = args.budget or (24 if args.quick else 48)
+    n = args.n or (8 if args.quick else 32)
+    budget = args.budget or 40  # the study spec's max_new_tokens
     repeats = args.repeats or (1 if args.quick else 3)
     batch = 16
     torch.manual_seed(0)
@@ -142,9 +142,9 @@ def main() -> None:
             agree += sum(a == b for a, b in zip(ours_decisions[name], ref_decisions[name], strict=True))
             total += len(prompts)
     for ops in conditions.values():  # first-token refusal scores, both ways, on a few prompts
-        ours = tokens.score(next_token_logits(chat, prompts[:4], program=to_program(ops, d), progress=False))
+        ours = tokens.score(next_token_logits(chat, prompts[:2], program=to_program(ops, d), progress=False))
         pad = chat.tokenizer.pad_token_id
-        ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:4], ops, pad))
+        ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:2], ops, pad))
         worst_score = max(worst_score, float((ours - ref).abs().max()))
 
     rows = [("raw-hooks reference", statistics.median(ref_times)), ("personagate", statistics.median(ours_times))]

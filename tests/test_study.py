@@ -78,11 +78,13 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
         "baseline",
         "refusal_ablated",
         "persona_sweep",
+        "reference",
         "reintroduce_layer",
         "reintroduce_window",
         "persona_window",
         "random_window",
     }
+    assert "baseline [first_token]" in names  # the sweeps' references, measured like the sweeps
     assert all(int(r["n"]) == 6 for r in rows)
     assert (out / "report.html").read_text().count("<img") == 4
     assert (out / "manifest.json").is_file() and (out / "completions.jsonl").is_file()

@@ -49,11 +49,14 @@ def _figure(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
-def _reference_lines(ax: Any, rows: dict[str, dict[str, Any]], persona_name: str | None) -> None:
-    if "baseline" in rows:
-        ax.axhline(rows["baseline"]["refusal_rate"], color="k", ls="--", lw=1, label="baseline")
-    if persona_name and persona_name in rows:
-        ax.axhline(rows[persona_name]["refusal_rate"], color="tab:red", ls=":", lw=1, label=persona_name)
+def _reference_lines(ax: Any, rows: dict[str, dict[str, Any]], persona_name: str | None, mode: str) -> None:
+    """Baseline and persona-steering levels, measured the same way (mode) as the sweep they frame."""
+    for name, style in (("baseline", dict(color="k", ls="--")), (persona_name, dict(color="tab:red", ls=":"))):
+        if not name:
+            continue
+        row = rows.get(f"{name} [{mode}]") or rows.get(name)
+        if row is not None:
+            ax.axhline(row["refusal_rate"], lw=1, label=f"{name} ({row['mode']})", **style)
 
 
 def plots(
@@ -82,7 +85,7 @@ def plots(
                 mew=2,
                 label="incoherent (KL over the limit)",
             )
-        _reference_lines(ax, rows, persona_name)
+        _reference_lines(ax, rows, persona_name, reintro[0]["mode"])
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
         out.append(("Reintroduction curve: refusal when the refusal direction is added back at each layer.", _png(fig)))
@@ -109,7 +112,7 @@ def plots(
                 label=f"random directions (min-max, {len(randoms) // max(len(rx), 1)} seeds)",
             )
             ax.plot(rx, [sum(by_x[x]) / len(by_x[x]) for x in rx], color="tab:gray", lw=1)
-        _reference_lines(ax, rows, persona_name)
+        _reference_lines(ax, rows, persona_name, windows[0]["mode"])
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
         out.append(("Window curve: persona vs random directions projected out of sliding windows.", _png(fig)))

@@ -90,11 +90,15 @@ def second_stage(
     windows: list[tuple[int, int]],
     seeds: list[int],
     sweep: str,
+    main: str | None = None,
 ) -> list[Condition]:
     """Persona steering at the chosen coefficient combined with each manipulation of the protocol."""
     steer = persona_op(coeff, persona_layer)
     base = f"persona x{coeff:g}"
     out: list[Condition] = []
+    if sweep != main:  # the sweeps' references, measured the way the sweeps are
+        out.append(Condition(f"baseline [{sweep}]", "reference", (), sweep))
+        out.append(Condition(f"{base} [{sweep}]", "reference", (steer,), sweep, x=coeff))
     for layer in range(0, n_layers, layer_stride):
         out.append(
             Condition(

@@ -351,6 +351,7 @@ class StudyRunner:
             windows=windows,
             seeds=[int(s) for s in self.spec["directions"]["random_seeds"]],
             sweep=g["sweep"],
+            main=g["main"],
         )
         self.run_conditions(stage2, "protocol grid")
         self.readout(persona_layer, coeff)
