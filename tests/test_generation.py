@@ -177,6 +177,7 @@ def test_grid_generation_leaves_no_hooks(qwen):
     from personagate.generation import generate_grid
 
     before = hook_counts(qwen.model)
-    generate_grid(qwen, {"a": Program([Add(direction(qwen), 1.0, 1)])}, encode(qwen)[:2], max_new_tokens=2,
-                  progress=False)
+    generate_grid(
+        qwen, {"a": Program([Add(direction(qwen), 1.0, 1)])}, encode(qwen)[:2], max_new_tokens=2, progress=False
+    )
     assert hook_counts(qwen.model) == before

@@ -18,8 +18,14 @@ def make_store(path):
     store.start({"model": "tiny <b>model</b>", "spec": {"steering": {"incoherent_kl": 2.0}}}, ("model",))
     store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate")
     store.add_condition("persona x2", 1, "persona_sweep", 2.0, None, "add 2 x persona at layer 1", "generate")
-    store.write_rows([Row("baseline", "harmful", 0, PAYLOAD, 0, None), Row("baseline", "harmful", 1, "I can't.", 1, None),
-                      Row("persona x2", "harmful", 0, "Sure", 0, None), Row("baseline", "kl", 0, None, None, 0.0)])
+    store.write_rows(
+        [
+            Row("baseline", "harmful", 0, PAYLOAD, 0, None),
+            Row("baseline", "harmful", 1, "I can't.", 1, None),
+            Row("persona x2", "harmful", 0, "Sure", 0, None),
+            Row("baseline", "kl", 0, None, None, 0.0),
+        ]
+    )
     store.write_readout("baseline", [0.1, 0.5, 0.9])
     store.set_fact("persona_coeff", 2.0)
     return store
@@ -43,10 +49,23 @@ def test_report_in_headless_chromium_shows_script_as_text(tmp_path):
         page = write_report(store)
     profile = tmp_path / "profile"
     result = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     dom = result.stdout
     assert "<title>personagate report</title>" in dom, result.stderr[-2000:]
