@@ -35,14 +35,19 @@ _ADD_KEYS = {"op", "direction", "coeff", "layers", "scope", "unit"}
 _ABLATE_KEYS = {"op", "direction", "window", "scope"}
 
 
-def load_program(path: str | Path) -> Program:
-    path = Path(path)
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables; a missing or malformed file is a user error naming it."""
     if not path.is_file():
-        raise PersonagateError(f"no such program file: {path}")
+        raise PersonagateError(f"no such {what} file: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise PersonagateError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_program(path: str | Path) -> Program:
+    path = Path(path)
+    data = read_toml(path, "program")
     unknown = set(data) - {"ops"}
     if unknown:
         raise PersonagateError(f"{path}: unknown key {sorted(unknown)[0]!r}; a program file holds [[ops]] tables only")

@@ -65,14 +65,10 @@ class StudySpec:
         data = _defaults()
         base, source = Path.cwd(), "built-in study.toml"
         if path is not None:
+            from personagate.program_files import read_toml
+
             path = Path(path)
-            if not path.is_file():
-                raise PersonagateError(f"no such spec file: {path}")
-            try:
-                user = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise PersonagateError(f"{path} is not valid TOML: {exc}") from None
-            _merge(data, user, str(path))
+            _merge(data, read_toml(path, "spec"), str(path))
             base, source = path.resolve().parent, str(path)
         if quick:
             _merge(data, copy.deepcopy(QUICK), "--quick")
