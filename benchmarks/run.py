@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="harmful prompts per condition")
     parser.add_argument("--budget", type=int, default=None, help="max new tokens")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--overhead-only", action="store_true", help="only the steered / unsteered table")
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 32)
     budget = args.budget or 40  # the study spec's max_new_tokens
@@ -97,6 +98,9 @@ def main() -> None:
     d = directions(chat, fmt, 8 if args.quick else 24)
     conditions = grid(d, chat.n_layers)
     prompts = [fmt.encode(p) for p in builtin_prompts("harmful")[-n:]]
+    if args.overhead_only:
+        overhead(chat, prompts, d, budget)
+        return
     tokens = RefusalTokens((chat.tokenizer.convert_tokens_to_ids("I"),), ("I",))
     print(
         f"# {chat.name}, {chat.n_layers} layers, {chat.dtype}, {n} prompts x {len(conditions)} conditions, "
@@ -179,7 +183,15 @@ def overhead(chat, prompts, d, budget) -> None:
 
         def run(program, batch=batch, steps=steps, size=size):
             return time_it(
-                lambda: generate(chat, batch, program=program, max_new_tokens=steps, batch_size=size, progress=False)
+                lambda: generate(
+                    chat,
+                    batch,
+                    program=program,
+                    max_new_tokens=steps,
+                    batch_size=size,
+                    stop_at_eos=False,
+                    progress=False,
+                )
             )[0]
 
         for _ in range(3):  # interleaved: unsteered, then each program

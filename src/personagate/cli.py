@@ -294,6 +294,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     model = args.model or spec["model"]["id"]
     out = args.out or Path("runs") / f"{Path(model).name}-{'quick' if args.quick else 'full'}"
     run_dir = run_study(spec, out, model=model, progress=not args.quiet)
+    from personagate.report import rebuild
+
+    rebuild(run_dir)
     print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
     return 0
 

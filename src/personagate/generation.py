@@ -147,6 +147,7 @@ def generate(
     batch_size: int = 16,
     stop_strings: Sequence[str] = (),
     stop_when: Callable[[str], bool] | None = None,
+    stop_at_eos: bool = True,
     progress: bool = True,
     desc: str = "generating",
     force: bool = False,
@@ -164,7 +165,9 @@ def generate(
     with _steering(chat, program, force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
             batch = [token_lists[i] for i in indices]
-            completions = _generate_batch(chat, batch, max_new_tokens, stop_strings, stop_when, steering)
+            completions = _generate_batch(
+                chat, batch, max_new_tokens, stop_strings, stop_when, steering, stop_at_eos=stop_at_eos
+            )
             for row, completion in enumerate(completions):
                 completion.index = indices[row]
                 results[indices[row]] = completion
@@ -182,9 +185,10 @@ def _generate_batch(
     stop_when: Callable[[str], bool] | None,
     steering: Any,
     row_programs: Sequence[int] | None = None,
+    stop_at_eos: bool = True,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
-    eos = eos_token_ids(chat)
+    eos = eos_token_ids(chat) if stop_at_eos else set()  # off: every row runs the full budget (benchmarks)
     cache_kw = _cache_kwarg(model)
     prefilled = _prefill(chat, token_lists, steering, row_programs)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits

@@ -449,9 +449,10 @@ def export(store: RunStore) -> None:
 
 
 def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
-    """Run (or resume) the study in ``out`` and write summary.csv, completions.jsonl and report.html."""
-    from personagate.report import write_report
+    """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
 
+    The HTML report is the next module's job (``personagate.report.rebuild(out)``; the CLI does both).
+    """
     model_id, _, splits = prepare(spec, model)
     started = time.perf_counter()
     chat = load_model(model_id, device=spec["model"]["device"], dtype=spec["model"]["dtype"])
@@ -477,5 +478,4 @@ def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, pro
         StudyRunner(spec, chat, store, splits, progress).run()
         store.set_fact("seconds_last_session", time.perf_counter() - started)
         export(store)
-        write_report(store)
     return Path(out)
