@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None, help="max new tokens")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--overhead-only", action="store_true", help="only the steered / unsteered table")
+    parser.add_argument("--skip-overhead", action="store_true", help="no steered / unsteered table")
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 32)
     budget = args.budget or 40  # the study spec's max_new_tokens
@@ -156,7 +157,7 @@ def main() -> None:
     print("|---|---:|---:|")
     for label, seconds in rows:
         print(f"| {label} | {seconds:.1f} | {60 * len(conditions) / seconds:.1f} |")
-    if not args.quick:
+    if not args.quick and not args.skip_overhead:
         overhead(chat, prompts, d, budget)
     if args.peers:
         from peers import run_peers
