@@ -62,7 +62,7 @@ def grid(d: dict[str, Direction], L: int) -> dict[str, list[tuple]]:
     }
 
 
-def to_program(ops, d_by_vectors) -> Program:
+def to_program(ops) -> Program:
     out = []
     for op in ops:
         if op[0] == "add":
@@ -120,7 +120,7 @@ def main() -> None:
 
             def run_all(impl=impl):
                 if impl == "personagate":  # every condition side by side in one batch, rows stop once decided
-                    programs = {name: to_program(ops, d) for name, ops in conditions.items()}
+                    programs = {name: to_program(ops) for name, ops in conditions.items()}
                     grid_out = generate_grid(
                         chat,
                         programs,
@@ -147,7 +147,7 @@ def main() -> None:
             agree += sum(a == b for a, b in zip(ours_decisions[name], ref_decisions[name], strict=True))
             total += len(prompts)
     for ops in conditions.values():  # first-token refusal scores, both ways, on a few prompts
-        ours = tokens.score(next_token_logits(chat, prompts[:2], program=to_program(ops, d), progress=False))
+        ours = tokens.score(next_token_logits(chat, prompts[:2], program=to_program(ops), progress=False))
         pad = chat.tokenizer.pad_token_id
         ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:2], ops, pad))
         worst_score = max(worst_score, float((ours - ref).abs().max()))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 
-from personagate import Ablate, ChatFormatter, Direction, Program, Window, next_token_logits
+from personagate import Ablate, ChatFormatter, Direction, PersonagateError, Program, Window, next_token_logits
 from personagate.activations import tail_activations
 from personagate.cli import main
 from personagate.extraction import (
@@ -112,4 +113,5 @@ def test_cli_random_and_score(tmp_path, capsys):
     assert main(["score", str(tmp_path / "c.csv"), "--text-column", "nope", "--out", str(tmp_path / "x.csv")]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text(json.dumps({"compliant": []}))
-    assert PersonaSet.builtin().questions
+    with pytest.raises(PersonagateError, match="needs 'compliant' and 'questions'"):
+        PersonaSet.load(tmp_path / "bad.json")
