@@ -18,6 +18,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
+PEERS = ("steering-vectors 0.12.2", "repeng 0.4.0", "nnsight 0.8.1")
 
 
 def run_peers(
@@ -34,6 +35,9 @@ def run_peers(
         return
     folder = chat.info.get("folder") or chat.model.config._name_or_path
     additive = {name: ops for name, ops in conditions.items() if all(op[0] == "add" for op in ops)}
+    ref_time = sum(reference_seconds[name] for name in additive)
+    limit = max(300.0, 20 * ref_time)  # a peer that takes 20x the reference is reported as too slow
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "job.pt"
         torch.save(
@@ -44,17 +48,23 @@ def run_peers(
                 "budget": budget,
                 "batch": batch,
                 "pad_id": chat.tokenizer.pad_token_id,
+                "threads": torch.get_num_threads(),
             },
             job,
         )
-        proc = subprocess.run(
-            [str(PEERS_PYTHON), str(HERE / "peers_worker.py"), str(job)], capture_output=True, text=True, timeout=3600
-        )
-    if proc.returncode != 0:
-        print(f"\npeers: the worker failed: {proc.stderr.strip().splitlines()[-1:]}")
-        return
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
-    ref_time = sum(reference_seconds[name] for name in additive)
+        for peer in PEERS:  # one process each, so one that stalls costs only its own time limit
+            command = [str(PEERS_PYTHON), str(HERE / "peers_worker.py"), str(job), peer]
+            try:
+                proc = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+            except subprocess.TimeoutExpired as exc:
+                err = exc.stderr or ""
+                tail = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip().splitlines()[-1:]
+                results[peer] = {"error": f"no result within {limit:.0f} s (last output: {tail})"}
+                continue
+            if proc.returncode != 0:
+                results[peer] = {"error": f"worker failed: {proc.stderr.strip().splitlines()[-1:]}"}
+                continue
+            results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     print("\n| peer | conditions run | wall time (s) | vs raw-hooks reference on those | decision agreement |")
     print("|---|---:|---:|---:|---:|")
     print(f"| raw-hooks reference | {len(additive)} | {ref_time:.1f} | 1.00 | 1.000 |")

@@ -124,21 +124,29 @@ def run_nnsight(model, tok, prompts, conditions):
     return out
 
 
+PEERS = {
+    "steering-vectors 0.12.2": run_steering_vectors,
+    "repeng 0.4.0": run_repeng,
+    "nnsight 0.8.1": run_nnsight,
+}
+
+
 def main() -> None:
+    """``peers_worker.py JOB [PEER]``: every peer, or the one named (peers.py runs one per process)."""
     global PAD, BUDGET, BATCH
     job = torch.load(sys.argv[1], weights_only=False)
+    chosen = sys.argv[2:] or list(PEERS)
     PAD, BUDGET, BATCH = job["pad_id"], job["budget"], job["batch"]
+    torch.set_num_threads(job.get("threads", torch.get_num_threads()))
+    start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(job["model"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], torch_dtype=torch.float32).eval()
+    print(f"loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     results = {}
-    for peer, fn in (
-        ("steering-vectors 0.12.2", run_steering_vectors),
-        ("repeng 0.4.0", run_repeng),
-        ("nnsight 0.8.1", run_nnsight),
-    ):
+    for peer in chosen:
         try:
             start = time.perf_counter()
-            decisions = fn(model, tok, job["prompts"], job["conditions"])
+            decisions = PEERS[peer](model, tok, job["prompts"], job["conditions"])
             results[peer] = {"seconds": [time.perf_counter() - start], "decisions": decisions}
         except Exception as exc:  # a peer that cannot run is reported, not fatal
             results[peer] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}

@@ -6,7 +6,9 @@
 
 Same model, prompts, interventions, greedy decoding and token budget for every implementation. Runs
 interleave (A B A B ...) and report medians. personagate stops a row once its refusal decision is
-certain, shares the chat-template prefill across prompts, and sorts by length; the reference runs
+certain, shares the chat-template prefill across prompts, prefills the blocks before the layer where
+two conditions part ways once for both, and sorts by length (the full mode also times it without
+that layer sharing, and checks it changes no decision); the reference runs
 Hugging Face generate with hand-registered hooks for the full budget. Decisions must agree on >= 98%
 of rows and first-token refusal scores within 1e-4 (fp32).
 """
@@ -109,17 +111,18 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
 
-    ours_times, ref_times = [], []
+    ours_times, ref_times, unshared_times = [], [], []
+    impls = ["reference", "personagate"] + ([] if args.quick else ["personagate, no layer sharing"])
     ref_by_condition: dict[str, list[bool]] = {}
     ref_seconds: dict[str, float] = {}
     agree = total = 0
     worst_score = 0.0
     for rep in range(repeats):
-        ours_decisions, ref_decisions = {}, {}
-        for impl in ("reference", "personagate") if rep % 2 == 0 else ("personagate", "reference"):
+        ours_decisions, ref_decisions, unshared_decisions = {}, {}, {}
+        for impl in impls if rep % 2 == 0 else impls[::-1]:
 
             def run_all(impl=impl):
-                if impl == "personagate":  # every condition side by side in one batch, rows stop once decided
+                if impl.startswith("personagate"):  # every condition side by side in one batch, rows stop once decided
                     programs = {name: to_program(ops) for name, ops in conditions.items()}
                     grid_out = generate_grid(
                         chat,
@@ -129,6 +132,7 @@ def main() -> None:
                         batch_size=len(conditions) * len(prompts),
                         stop_when=is_refusal,
                         progress=False,
+                        share_layers=impl == "personagate",
                     )
                     return {name: [is_refusal(c.text) for c in replies] for name, replies in grid_out.items()}
                 out = {}
@@ -141,11 +145,18 @@ def main() -> None:
                 return out
 
             seconds, decisions = time_it(run_all)
-            (ours_times if impl == "personagate" else ref_times).append(seconds)
-            (ours_decisions if impl == "personagate" else ref_decisions).update(decisions)
+            {"reference": ref_times, "personagate": ours_times}.get(impl, unshared_times).append(seconds)
+            if impl == "reference":
+                ref_decisions.update(decisions)
+            elif impl == "personagate":
+                ours_decisions.update(decisions)
+            else:
+                unshared_decisions = decisions
         for name in conditions:
             agree += sum(a == b for a, b in zip(ours_decisions[name], ref_decisions[name], strict=True))
             total += len(prompts)
+            if unshared_times:
+                assert unshared_decisions[name] == ours_decisions[name], f"layer sharing changed decisions: {name}"
     for ops in conditions.values():  # first-token refusal scores, both ways, on a few prompts
         ours = tokens.score(next_token_logits(chat, prompts[:2], program=to_program(ops), progress=False))
         pad = chat.tokenizer.pad_token_id
@@ -153,6 +164,8 @@ def main() -> None:
         worst_score = max(worst_score, float((ours - ref).abs().max()))
 
     rows = [("raw-hooks reference", statistics.median(ref_times)), ("personagate", statistics.median(ours_times))]
+    if unshared_times:
+        rows.append(("personagate, no layer sharing", statistics.median(unshared_times)))
     print("\n| implementation | grid wall time (s) | conditions/min |")
     print("|---|---:|---:|")
     for label, seconds in rows:

@@ -7,7 +7,6 @@ the steering context spans prefill and every decode step.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,13 +18,10 @@ from tqdm.auto import tqdm
 from personagate.errors import PersonagateError
 from personagate.interventions import Program, RowSteering, steer, steer_rows
 from personagate.models.loading import ChatModel
-from personagate.prompts import left_pad, length_sorted_batches
+from personagate.prefill import cache_kwarg, prefill
+from personagate.prompts import length_sorted_batches
 
 Finish = Literal["eos", "stop", "decided", "length"]
-
-# Prompts in a batch usually share a chat-template header (system prompt and all); when at least
-# this many tokens are shared, they are prefilled once and the KV cache is copied to every row.
-MIN_SHARED_PREFIX = 8
 
 
 @dataclass
@@ -52,84 +48,8 @@ def eos_token_ids(chat: ChatModel) -> set[int]:
     return ids
 
 
-def _cache_kwarg(model: torch.nn.Module) -> str:
-    """transformers >= 5.2x names the KV cache ``cache``; earlier releases ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _new_cache(model: torch.nn.Module) -> Any:
-    from transformers import DynamicCache
-
-    return DynamicCache(config=model.config)
-
-
 def _steering(chat: ChatModel, program: Program | None, force: bool):
     return steer(chat, program, force=force) if program is not None and len(program) else nullcontext()
-
-
-def shared_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
-    """Tokens every prompt starts with, leaving at least one token of each prompt to run per row."""
-    if len(token_lists) < 2:
-        return 0
-    first, shortest = token_lists[0], min(len(t) for t in token_lists)
-    n = 0
-    while n < shortest - 1 and all(t[n] == first[n] for t in token_lists):
-        n += 1
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
-@dataclass
-class _Prefilled:
-    logits: torch.Tensor  # [B, vocab] at the last prompt position
-    mask: torch.Tensor  # [B, T] attention mask over prompt positions
-    last_position: torch.Tensor  # [B, 1]
-    cache: Any
-
-
-def _prefill(
-    chat: ChatModel, token_lists: Sequence[Sequence[int]], steering: Any, row_programs: Sequence[int] | None = None
-) -> _Prefilled:
-    """Run the prompts into a fresh KV cache; a shared prefix is computed once per program and copied
-    to every row running that program.
-
-    The steering handle (if any) is told the padded prompt length, so token scopes stay exact.
-    """
-    model = chat.model
-    cache, cache_kw = _new_cache(model), _cache_kwarg(model)
-    shared = shared_prefix_length(token_lists)
-    rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
-    if steering is not None:
-        steering.prompt_length = shared + rest.input_ids.shape[1]
-    rows = len(token_lists)
-    programs = list(row_programs) if row_programs is not None else [0] * rows
-    if shared:
-        groups = sorted(set(programs))
-        prefix = torch.tensor([list(token_lists[0][:shared])] * len(groups), device=chat.device)
-        if isinstance(steering, RowSteering):
-            steering.set_rows(groups, chat.device)
-        model(
-            input_ids=prefix,
-            attention_mask=torch.ones_like(prefix),
-            position_ids=torch.arange(shared, device=chat.device).unsqueeze(0).expand(len(groups), -1),
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kw: cache},
-        )
-        cache.batch_select_indices(torch.tensor([groups.index(p) for p in programs], device=chat.device))
-    if isinstance(steering, RowSteering):
-        steering.set_rows(programs, chat.device)
-    ones = torch.ones((rows, shared), dtype=rest.attention_mask.dtype, device=chat.device)
-    mask = torch.cat([ones, rest.attention_mask], dim=1)
-    positions = rest.position_ids + shared
-    logits = model(
-        input_ids=rest.input_ids,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kw: cache},
-    ).logits[:, -1]
-    return _Prefilled(logits, mask, positions[:, -1:], cache)
 
 
 def _settled(text: str) -> str:
@@ -186,11 +106,12 @@ def _generate_batch(
     steering: Any,
     row_programs: Sequence[int] | None = None,
     stop_at_eos: bool = True,
+    share_layers: bool = True,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat) if stop_at_eos else set()  # off: every row runs the full budget (benchmarks)
-    cache_kw = _cache_kwarg(model)
-    prefilled = _prefill(chat, token_lists, steering, row_programs)
+    cache_kw = cache_kwarg(model)
+    prefilled = prefill(chat, token_lists, steering, row_programs, share_layers=share_layers)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     generated: list[list[int]] = [[] for _ in token_lists]
     finish: list[Finish | None] = [None] * len(token_lists)
@@ -258,7 +179,7 @@ def next_token_logits(
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt", leave=False)
     with _steering(chat, program, force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
-            logits = _prefill(chat, [token_lists[i] for i in indices], steering).logits
+            logits = prefill(chat, [token_lists[i] for i in indices], steering).logits
             for row, i in enumerate(indices):
                 rows[i] = logits[row].to(torch.float32).cpu()
             bar.update(len(indices))
@@ -278,11 +199,14 @@ def generate_grid(
     progress: bool = True,
     desc: str = "grid",
     force: bool = False,
+    share_layers: bool = True,
 ) -> dict[str, list[Completion]]:
     """Greedy completions of every prompt under every program, the conditions side by side in one batch.
 
     Same results as one ``generate`` call per program (each row runs only its own program); faster
-    where decoding is bound by reading the weights, as on a CPU.
+    where decoding is bound by reading the weights, as on a CPU. Blocks before the layer where two
+    programs first differ are prefilled once for both (``share_layers=False``: every row runs every
+    block, for comparison).
     """
     if max_new_tokens < 1:
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -303,6 +227,7 @@ def generate_grid(
                 stop_when,
                 steering,
                 batch_programs,
+                share_layers=share_layers,
             )
             for r, completion in zip(indices, completions, strict=True):
                 program, prompt = rows[r]

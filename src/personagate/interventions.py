@@ -265,6 +265,35 @@ def compile_program(
     return plan
 
 
+def _boundary(kind: SiteKind, layer: int) -> int:
+    """The residual-stream boundary an edit first changes: ``resid_pre[l]`` is boundary ``l``; what
+    block ``l`` writes from attention or the MLP reaches the stream at boundary ``l + 1``."""
+    return layer if kind == "resid_pre" else layer + 1
+
+
+def divergence_matrix(plans: Sequence[_Plan], n_layers: int) -> list[list[int]]:
+    """``d[i][j]``: the first boundary where programs ``i`` and ``j`` edit the stream differently.
+
+    Rows running ``i`` and ``j`` on the same prompt are identical through ``resid_pre[b]`` for every
+    ``b < d[i][j]`` (``n_layers + 1`` when the programs make the same edits everywhere), so a
+    prefill can compute those layers once for both. Scoped edits count as edits (conservative).
+    """
+    keys: list[dict[int, list]] = []
+    for plan in plans:
+        by_boundary: dict[int, list] = {}
+        for (kind, layer), edits in sorted(plan.sites.items(), key=lambda item: (item[0][1], item[0][0])):
+            content = [(e.kind, e.scope, e.vector.detach().cpu().numpy().tobytes()) for e in edits]
+            by_boundary.setdefault(_boundary(kind, layer), []).append((kind, content))
+        keys.append(by_boundary)
+    same_everywhere = n_layers + 1
+    matrix = [[same_everywhere] * len(plans) for _ in plans]
+    for i in range(len(plans)):
+        for j in range(i):
+            differing = [b for b in keys[i].keys() | keys[j].keys() if keys[i].get(b) != keys[j].get(b)]
+            matrix[i][j] = matrix[j][i] = min(differing, default=same_everywhere)
+    return matrix
+
+
 # --- positions ------------------------------------------------------------------------------------
 
 
@@ -311,6 +340,7 @@ class RowSteering(Steering):
     """
 
     row_program: torch.Tensor | None = None
+    divergence: list[list[int]] = field(default_factory=list)
 
     def set_rows(self, program_ids: Sequence[int] | torch.Tensor, device: torch.device) -> None:
         self.row_program = torch.as_tensor(program_ids, dtype=torch.long, device=device)
@@ -467,12 +497,14 @@ def steer_rows(
     device = next(module.parameters()).device
     sites: dict[tuple[SiteKind, int], list[tuple[int, _SiteEdit]]] = {}
     needs_positions = False
+    plans: list[_Plan] = []
     for index, program in enumerate(programs):
         plan = compile_program(program, n_layers, hidden, device, model_hash=config_hash(module.config), force=force)
+        plans.append(plan)
         needs_positions = needs_positions or plan.needs_positions
         for site, edits in plan.sites.items():
             sites.setdefault(site, []).extend((index, edit) for edit in edits)
-    steering = RowSteering(program=Program())
+    steering = RowSteering(program=Program(), divergence=divergence_matrix(plans, n_layers))
     handles: list[RemovableHandle] = []
     try:
         _register(module, adapter, blocks, sites, needs_positions, steering, _apply_row_edits, handles)

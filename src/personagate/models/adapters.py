@@ -37,6 +37,11 @@ class ArchitectureAdapter:
             )
         return blocks
 
+    def get_blocks_owner(self, model: nn.Module) -> tuple[nn.Module, str]:
+        """The module holding the block list and its attribute name (to run a slice of the blocks)."""
+        parent, _, name = self.blocks.rpartition(".")
+        return (_resolve(model, parent) if parent else model), name
+
     def get_backbone(self, model: nn.Module) -> nn.Module:
         return _resolve(model, self.backbone)
 
