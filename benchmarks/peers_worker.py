@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "personagate" / "scoring" / "phrases.py"
 spec = importlib.util.spec_from_file_location("phrases", SRC)
@@ -73,9 +73,15 @@ def run_steering_vectors(model, tok, prompts, conditions):
 def run_repeng(model, tok, prompts, conditions):
     import numpy as np
     from repeng import ControlModel, ControlVector
+    from repeng.control import ControlModule, model_layer_list
 
     layer_ids = sorted({k for ops in conditions.values() for k in per_layer(ops)})
     wrapped = ControlModel(model, layer_ids)
+    # repeng 0.4.0 predates transformers reading ``attention_type`` off each decoder block; its wrapper
+    # does not pass attributes through, so copy the one the forward needs (else: AttributeError).
+    for layer in model_layer_list(wrapped):
+        if isinstance(layer, ControlModule) and hasattr(layer.block, "attention_type"):
+            layer.attention_type = layer.block.attention_type
     out = {}
     try:
         for name, ops in conditions.items():
@@ -101,27 +107,53 @@ def run_repeng(model, tok, prompts, conditions):
 
 
 def run_nnsight(model, tok, prompts, conditions):
+    """nnsight's per-step pattern: edit the block outputs and read the greedy token at every step.
+
+    Code after an open-ended ``tracer.iter[:]`` loop never runs (the loop ends on the request the
+    model never answers), so the tokens are collected inside it rather than from ``tracer.result``.
+    """
     from nnsight import LanguageModel
 
     lm = LanguageModel(model, tokenizer=tok)
+    eos = eos_ids(model, tok)
     out = {}
     for name, ops in conditions.items():
         vectors = per_layer(ops)
         texts = []
-        for ids, mask, width in batches(prompts, BATCH):
+        for ids, mask, _ in batches(prompts, BATCH):
             with lm.generate(
                 {"input_ids": ids, "attention_mask": mask}, max_new_tokens=BUDGET, do_sample=False, pad_token_id=PAD
             ) as tracer:
-                with tracer.all():
+                steps = list().save()
+                for _ in tracer.iter[:]:  # the prompt pass, then each generated token
                     for block, v in vectors.items():
                         hidden = lm.model.layers[block].output
                         if isinstance(hidden, tuple):
                             hidden = hidden[0]
                         hidden[:] += v
-                rows = lm.generator.output.save()
-            texts += [tok.decode(r[width:], skip_special_tokens=True) for r in rows]
+                    steps.append(lm.lm_head.output[:, -1].argmax(-1))
+            for row in torch.stack(list(steps)[:BUDGET], dim=1).tolist():
+                cut = next((i for i, t in enumerate(row) if t in eos), len(row))
+                texts.append(tok.decode(row[:cut], skip_special_tokens=True))
         out[name] = decide(texts)
     return out
+
+
+def eos_ids(model, tok) -> set[int]:
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    config = model.generation_config.eos_token_id
+    ids.update(config if isinstance(config, (list, tuple)) else [config] if config is not None else [])
+    return ids
+
+
+def config_for_v4(folder: str):
+    """Our cache is written by transformers 5, which keeps RoPE's base in ``rope_parameters``; 4.x
+    reads ``rope_theta`` and silently falls back to 10000 (a different model: Qwen2.5 uses 1e6)."""
+    config = AutoConfig.from_pretrained(folder)
+    rope = getattr(config, "rope_parameters", None) or {}
+    if "rope_theta" in rope:
+        config.rope_theta = rope["rope_theta"]
+    return config
 
 
 PEERS = {
@@ -140,7 +172,8 @@ def main() -> None:
     torch.set_num_threads(job.get("threads", torch.get_num_threads()))
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(job["model"])
-    model = AutoModelForCausalLM.from_pretrained(job["model"], torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(job["model"], config=config_for_v4(job["model"]), dtype=torch.float32)
+    model.eval()
     print(f"loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     results = {}
     for peer in chosen:
