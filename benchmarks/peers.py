@@ -1,7 +1,8 @@
 """Run the peers (steering-vectors, repeng, nnsight) on the same workload, in their own environment.
 
 Their pins clash with ours (steering-vectors needs transformers < 5, repeng numpy < 2), so they run in
-``.venv-peers`` (``bash benchmarks/install_peers.sh``) through ``peers_worker.py``. Each peer runs the
+``.venv-peers``, and nnsight (which needs transformers 5) in ``.venv-nnsight`` (both made by
+``bash benchmarks/install_peers.sh``), through ``peers_worker.py``. Each peer runs the
 conditions its API can express; additive steering only (none of them projects a direction out of the
 attention and MLP outputs inside a window).
 """
@@ -18,7 +19,13 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
-PEERS = ("steering-vectors 0.12.2", "repeng 0.4.0", "nnsight 0.8.1")
+NNSIGHT_PYTHON = HERE.parent / ".venv-nnsight" / "bin" / "python"
+# Each peer runs in the environment it works in (see install_peers.sh).
+PEERS = {
+    "steering-vectors 0.12.2": PEERS_PYTHON,
+    "repeng 0.4.0": PEERS_PYTHON,
+    "nnsight 0.8.1": NNSIGHT_PYTHON,
+}
 
 
 def run_peers(
@@ -30,8 +37,8 @@ def run_peers(
     reference: dict[str, list[bool]],
     reference_seconds: dict[str, float],
 ) -> None:
-    if not PEERS_PYTHON.exists():
-        print("\npeers: .venv-peers is missing; run `bash benchmarks/install_peers.sh` first")
+    if not PEERS_PYTHON.exists() or not NNSIGHT_PYTHON.exists():
+        print("\npeers: .venv-peers or .venv-nnsight is missing; run `bash benchmarks/install_peers.sh` first")
         return
     folder = chat.info.get("folder") or chat.model.config._name_or_path
     additive = {name: ops for name, ops in conditions.items() if all(op[0] == "add" for op in ops)}
@@ -52,8 +59,8 @@ def run_peers(
             },
             job,
         )
-        for peer in PEERS:  # one process each, so one that stalls costs only its own time limit
-            command = [str(PEERS_PYTHON), str(HERE / "peers_worker.py"), str(job), peer]
+        for peer, python in PEERS.items():  # one process each, so one that stalls costs only its own time
+            command = [str(python), str(HERE / "peers_worker.py"), str(job), peer]
             try:
                 proc = subprocess.run(command, capture_output=True, text=True, timeout=limit)
             except subprocess.TimeoutExpired as exc:

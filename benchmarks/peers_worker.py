@@ -1,4 +1,4 @@
-"""Runs inside .venv-peers: the same additive conditions through steering-vectors, repeng and nnsight.
+"""Runs inside .venv-peers (steering-vectors, repeng) or .venv-nnsight (nnsight): the same additive conditions.
 
 Layer conventions: our Add at resid_pre[l] (input of block l) is the output of block l-1 for all
 three peers (steering-vectors' "decoder_block" layer, repeng's layer id, nnsight's layers[l-1].output).

@@ -255,3 +255,14 @@ def test_grid_with_shared_layers_equals_one_call_per_program(chat):
     for name, program in programs.items():
         single = generate(chat, ids, program=program, max_new_tokens=6, batch_size=4, progress=False)
         assert [c.tokens for c in grid[name]] == [c.tokens for c in single], name
+
+
+def test_first_token_grid_equals_one_call_per_program(chat):
+    from personagate.generation import next_token_logits_grid
+
+    ids = encode(chat)
+    programs = [p or Program() for p in sharing_programs(chat).values()]
+    grid = next_token_logits_grid(chat, programs, ids, batch_size=6)  # batches cut across prompts too
+    for program, logits in zip(programs, grid, strict=True):
+        single = next_token_logits(chat, ids, program=program, batch_size=4, progress=False)
+        torch.testing.assert_close(logits, single, rtol=0, atol=1e-5)

@@ -187,6 +187,34 @@ def next_token_logits(
     return torch.stack([r for r in rows if r is not None])
 
 
+@torch.inference_mode()
+def next_token_logits_grid(
+    chat: ChatModel,
+    programs: Sequence[Program],
+    token_lists: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 128,
+    share_layers: bool = True,
+    force: bool = False,
+) -> list[torch.Tensor]:
+    """First-reply-token logits of every prompt under every program: one ``[n_prompts, vocab]`` float32
+    tensor per program, as ``next_token_logits`` gives, with the programs side by side in a batch so
+    that the blocks before the layer where they part ways run once per prompt."""
+    rows = [(k, i) for i in range(len(token_lists)) for k in range(len(programs))]
+    row_tokens = [token_lists[i] for _, i in rows]
+    out: list[list[torch.Tensor | None]] = [[None] * len(token_lists) for _ in programs]
+    with steer_rows(chat, list(programs), force=force) as steering:
+        for indices in length_sorted_batches(row_tokens, batch_size):
+            batch_programs = [rows[r][0] for r in indices]
+            logits = prefill(
+                chat, [row_tokens[r] for r in indices], steering, batch_programs, share_layers=share_layers
+            ).logits
+            for r, row in zip(indices, logits, strict=True):
+                program, prompt = rows[r]
+                out[program][prompt] = row.to(torch.float32).cpu()
+    return [torch.stack([t for t in per_program if t is not None]) for per_program in out]
+
+
 def generate_grid(
     chat: ChatModel,
     programs: Mapping[str, Program | None],
@@ -212,7 +240,7 @@ def generate_grid(
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     names = list(programs)
     plans = [programs[name] or Program() for name in names]
-    rows = [(k, i) for k in range(len(names)) for i in range(len(token_lists))]
+    rows = [(k, i) for i in range(len(token_lists)) for k in range(len(names))]  # a prompt's rows side by side
     row_tokens = [token_lists[i] for _, i in rows]
     results: dict[str, list[Completion | None]] = {name: [None] * len(token_lists) for name in names}
     bar = tqdm(total=len(rows), desc=desc, disable=not progress, unit="row")

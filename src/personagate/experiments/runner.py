@@ -41,7 +41,7 @@ from personagate.extraction import (
     projection_by_layer,
     refusal_direction,
 )
-from personagate.generation import generate, generate_grid, next_token_logits
+from personagate.generation import generate, generate_grid, next_token_logits, next_token_logits_grid
 from personagate.interventions import Program, Window
 from personagate.models.loading import ChatModel, load_model, model_layer_count
 from personagate.prompts import ChatFormatter
@@ -286,8 +286,45 @@ class StudyRunner:
         generating = [c for c in conditions if c.mode == "generate"]
         if generating:
             self._generate_side_by_side(generating, desc)
-        for condition in tqdm(conditions, desc=desc, disable=not self.progress, unit="condition"):
-            self.evaluate(condition)  # first-token conditions, KL sets; generated sets are found done
+        screening = [c for c in conditions if c.mode != "generate"]
+        if screening:
+            self._first_token_side_by_side(screening, desc)
+        for condition in conditions:
+            self.evaluate(condition)  # KL sets of generated conditions; everything else is found done
+
+    def _first_token_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
+        """First-token refusal scores and KL for several conditions per batch (``CONDITIONS_PER_BATCH``
+        at a time, each row its own program), so blocks before the layer where they part ways run once
+        per prompt; every condition's rows of a chunk are committed together."""
+        assert self.refusal_tokens is not None
+        sets = [("harmful", self.ids("harmful_test")), ("safe", self.ids("safe")), ("kl", self.ids("harmless_kl"))]
+        work = [
+            (prompt_set, ids, chunk, conditions[g : g + CONDITIONS_PER_BATCH])
+            for prompt_set, ids in sets
+            for chunk in _chunks(len(ids), self.batch)
+            for g in range(0, len(conditions), CONDITIONS_PER_BATCH)
+        ]
+        for prompt_set, ids, chunk, group in tqdm(work, desc=desc, disable=not self.progress, unit="batch"):
+            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
+            if not pending:
+                continue
+            programs = [c.program(self.directions) for c in pending]
+            logits = next_token_logits_grid(
+                self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
+            )
+            rows: list[Row] = []
+            for condition, program, values in zip(pending, programs, logits, strict=True):
+                if prompt_set == "kl":
+                    base = self.baseline_kl_logits()[chunk]
+                    kl = first_token_kl(base, values).tolist() if len(program) else [0.0] * len(chunk)
+                    rows += [Row(condition.name, "kl", i, None, None, k) for i, k in zip(chunk, kl, strict=True)]
+                else:
+                    scores = self.refusal_tokens.score(values).tolist()
+                    rows += [
+                        Row(condition.name, prompt_set, i, None, int(s > 0), float(s))
+                        for i, s in zip(chunk, scores, strict=True)
+                    ]
+            self.store.write_rows(rows)
 
     def _generate_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
         """Generate for several conditions in one batch (each row its own program), one prompt chunk at a
@@ -385,6 +422,10 @@ class StudyRunner:
                 progress=False,
             )
             self.store.write_readout(name, values.tolist())
+
+
+# First-token conditions evaluated side by side per batch (rows = this x the prompt chunk).
+CONDITIONS_PER_BATCH = 8
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
