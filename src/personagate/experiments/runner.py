@@ -41,8 +41,8 @@ from personagate.extraction import (
     projection_by_layer,
     refusal_direction,
 )
-from personagate.generation import generate, generate_grid, next_token_logits, next_token_logits_grid
-from personagate.interventions import Program, Window
+from personagate.generation import generate_grid, next_token_logits, next_token_logits_grid
+from personagate.interventions import Window
 from personagate.models.loading import ChatModel, load_model, model_layer_count
 from personagate.prompts import ChatFormatter
 from personagate.scoring.first_token import RefusalTokens
@@ -218,56 +218,6 @@ class StudyRunner:
             )
         return self._baseline_kl_logits
 
-    def evaluate(self, condition: Condition) -> None:
-        program = condition.program(self.directions)
-        for prompt_set, name in (("harmful", "harmful_test"), ("safe", "safe")):
-            self._evaluate_set(condition, program, prompt_set, self.ids(name))
-        ids = self.ids("harmless_kl")
-        done = self.store.done_ids(condition.name, "kl")
-        for chunk in _chunks(len(ids), self.batch):
-            if set(chunk) <= done:
-                continue
-            base = self.baseline_kl_logits()[chunk]
-            if len(program):
-                logits = next_token_logits(
-                    self.chat, [ids[i] for i in chunk], program=program, batch_size=self.batch, progress=False
-                )
-                kl = first_token_kl(base, logits).tolist()
-            else:
-                kl = [0.0] * len(chunk)
-            self.store.write_rows(Row(condition.name, "kl", i, None, None, k) for i, k in zip(chunk, kl, strict=True))
-
-    def _evaluate_set(self, condition: Condition, program: Program, prompt_set: str, ids: list[list[int]]) -> None:
-        assert self.refusal_tokens is not None
-        done = self.store.done_ids(condition.name, prompt_set)
-        for chunk in _chunks(len(ids), self.batch):
-            if set(chunk) <= done:
-                continue
-            batch = [ids[i] for i in chunk]
-            if condition.mode == "generate":
-                replies = generate(
-                    self.chat,
-                    batch,
-                    program=program,
-                    max_new_tokens=int(self.spec["generation"]["max_new_tokens"]),
-                    batch_size=self.batch,
-                    stop_when=is_refusal,  # a refusal, once certain, stays one: stop the row there
-                    progress=False,
-                )
-                rows = [
-                    Row(condition.name, prompt_set, i, c.text, int(is_refusal(c.text)), None)
-                    for i, c in zip(chunk, replies, strict=True)
-                ]
-            else:
-                scores = self.refusal_tokens.score(
-                    next_token_logits(self.chat, batch, program=program, batch_size=self.batch, progress=False)
-                )
-                rows = [
-                    Row(condition.name, prompt_set, i, None, int(s > 0), float(s))
-                    for i, s in zip(chunk, scores.tolist(), strict=True)
-                ]
-            self.store.write_rows(rows)
-
     def run_conditions(self, conditions: Sequence[Condition], desc: str) -> None:
         known = {c["name"] for c in self.store.conditions()}
         position = len(known)
@@ -286,17 +236,15 @@ class StudyRunner:
         generating = [c for c in conditions if c.mode == "generate"]
         if generating:
             self._generate_side_by_side(generating, desc)
-        screening = [c for c in conditions if c.mode != "generate"]
-        if screening:
-            self._first_token_side_by_side(screening, desc)
-        for condition in conditions:
-            self.evaluate(condition)  # KL sets of generated conditions; everything else is found done
+        self._first_token_side_by_side(conditions, desc)
 
     def _first_token_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
-        """First-token refusal scores and KL for several conditions per batch (``CONDITIONS_PER_BATCH``
-        at a time, each row its own program), so blocks before the layer where they part ways run once
-        per prompt; every condition's rows of a chunk are committed together."""
+        """First-token refusal scores of the screened conditions and first-token KL of every condition,
+        several conditions per batch (``CONDITIONS_PER_BATCH``, each row its own program) so blocks
+        before the layer where they part ways run once per prompt; every condition's rows of a chunk
+        are committed together."""
         assert self.refusal_tokens is not None
+        screened = {c.name for c in conditions if c.mode != "generate"}
         sets = [("harmful", self.ids("harmful_test")), ("safe", self.ids("safe")), ("kl", self.ids("harmless_kl"))]
         work = [
             (prompt_set, ids, chunk, conditions[g : g + CONDITIONS_PER_BATCH])
@@ -305,17 +253,22 @@ class StudyRunner:
             for g in range(0, len(conditions), CONDITIONS_PER_BATCH)
         ]
         for prompt_set, ids, chunk, group in tqdm(work, desc=desc, disable=not self.progress, unit="batch"):
-            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
+            pending = [
+                c
+                for c in group
+                if (prompt_set == "kl" or c.name in screened)
+                and not set(chunk) <= self.store.done_ids(c.name, prompt_set)
+            ]
             if not pending:
                 continue
             programs = [c.program(self.directions) for c in pending]
             logits = next_token_logits_grid(
                 self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
             )
+            base = self.baseline_kl_logits()[chunk] if prompt_set == "kl" else None
             rows: list[Row] = []
             for condition, program, values in zip(pending, programs, logits, strict=True):
-                if prompt_set == "kl":
-                    base = self.baseline_kl_logits()[chunk]
+                if base is not None:
                     kl = first_token_kl(base, values).tolist() if len(program) else [0.0] * len(chunk)
                     rows += [Row(condition.name, "kl", i, None, None, k) for i, k in zip(chunk, kl, strict=True)]
                 else:
