@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from personagate.interventions import Add, Program, resolve_layers
+
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
 NNSIGHT_PYTHON = HERE.parent / ".venv-nnsight" / "bin" / "python"
@@ -26,6 +28,17 @@ PEERS = {
     "repeng 0.4.0": PEERS_PYTHON,
     "nnsight 0.8.1": NNSIGHT_PYTHON,
 }
+
+
+def per_block_output(program: Program, n_layers: int) -> dict[int, torch.Tensor]:
+    """An additive program as {block output index: summed vector}: resid_pre[l] is the output of block
+    l - 1, the site the peers hook (what the worker needs, with no personagate in its environment)."""
+    out: dict[int, torch.Tensor] = {}
+    for op in program.ops:
+        assert isinstance(op, Add) and not op.unit
+        for layer in resolve_layers(op.layers, n_layers):
+            out[layer - 1] = out.get(layer - 1, 0) + op.coeff * op.bound().at(layer)
+    return out
 
 
 def run_peers(
@@ -41,7 +54,11 @@ def run_peers(
         print("\npeers: .venv-peers or .venv-nnsight is missing; run `bash benchmarks/install_peers.sh` first")
         return
     folder = chat.info.get("folder") or chat.model.config._name_or_path
-    additive = {name: ops for name, ops in conditions.items() if all(op[0] == "add" for op in ops)}
+    additive = {
+        name: per_block_output(program, chat.n_layers)
+        for name, program in conditions.items()
+        if all(isinstance(op, Add) for op in program.ops)
+    }
     ref_time = sum(reference_seconds[name] for name in additive)
     limit = max(300.0, 20 * ref_time)  # a peer that takes 20x the reference is reported as too slow
     results: dict[str, dict] = {}

@@ -32,16 +32,6 @@ def batches(prompts, size):
         )
 
 
-def per_layer(ops):
-    """{block output index: summed vector} for additive ops at resid_pre[l] = output of block l-1."""
-    out = {}
-    for _, vectors, coeff, layers in ops:
-        for layer in layers:
-            v = coeff * (vectors[layer] if vectors.dim() == 2 else vectors)
-            out[layer - 1] = out.get(layer - 1, 0) + v
-    return out
-
-
 @torch.inference_mode()
 def hf_generate(model, ids, mask):
     return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=BUDGET, do_sample=False, pad_token_id=PAD)
@@ -55,9 +45,8 @@ def run_steering_vectors(model, tok, prompts, conditions):
     from steering_vectors import SteeringVector
 
     out = {}
-    for name, ops in conditions.items():
+    for name, vectors in conditions.items():  # {block output index: vector}, made by peers.py
         texts = []
-        vectors = per_layer(ops)
         sv = SteeringVector(layer_activations=vectors, layer_type="decoder_block") if vectors else None
         for ids, mask, width in batches(prompts, BATCH):
             if sv is None:
@@ -75,7 +64,7 @@ def run_repeng(model, tok, prompts, conditions):
     from repeng import ControlModel, ControlVector
     from repeng.control import ControlModule, model_layer_list
 
-    layer_ids = sorted({k for ops in conditions.values() for k in per_layer(ops)})
+    layer_ids = sorted({k for vectors in conditions.values() for k in vectors})
     wrapped = ControlModel(model, layer_ids)
     # repeng 0.4.0 predates transformers reading ``attention_type`` off each decoder block; its wrapper
     # does not pass attributes through, so copy the one the forward needs (else: AttributeError).
@@ -84,8 +73,7 @@ def run_repeng(model, tok, prompts, conditions):
             layer.attention_type = layer.block.attention_type
     out = {}
     try:
-        for name, ops in conditions.items():
-            vectors = per_layer(ops)
+        for name, vectors in conditions.items():
             if vectors:
                 directions = {
                     k: (vectors[k].numpy() if k in vectors else np.zeros(model.config.hidden_size, dtype=np.float32))
@@ -117,8 +105,7 @@ def run_nnsight(model, tok, prompts, conditions):
     lm = LanguageModel(model, tokenizer=tok)
     eos = eos_ids(model, tok)
     out = {}
-    for name, ops in conditions.items():
-        vectors = per_layer(ops)
+    for name, vectors in conditions.items():  # {block output index: vector}, made by peers.py
         texts = []
         for ids, mask, _ in batches(prompts, BATCH):
             with lm.generate(

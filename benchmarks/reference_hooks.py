@@ -9,31 +9,34 @@ from __future__ import annotations
 
 import torch
 
+from personagate.interventions import Ablate, Add, Program, resolve_layers
+
 
 def _project(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return x - (x @ u).unsqueeze(-1) * u
 
 
-def register(model, ops) -> list:
-    """ops: ("add", vectors[L, d] or [d], coeff, layers) or ("ablate", vectors, (start, stop)), in order."""
+def register(model, program: Program) -> list:
+    """Hooks for a program of ``Add`` and ``Ablate`` ops, read from the ops' fields, in order."""
     blocks, handles = model.model.layers, []
+    n_layers = len(blocks)
 
     def at(vectors, layer):
         return vectors[layer] if vectors.dim() == 2 else vectors
 
-    for op in ops:
-        if op[0] == "add":
-            _, vectors, coeff, layers = op
-            for layer in layers:
-                delta = coeff * at(vectors, layer)
+    for op in program.ops:
+        vectors = op.bound().vectors
+        if isinstance(op, Add):
+            for layer in resolve_layers(op.layers, n_layers):
+                delta = op.coeff * at(vectors, layer)
                 handles.append(
                     blocks[layer].register_forward_pre_hook(
                         lambda m, args, delta=delta: (args[0] + delta.to(args[0].dtype), *args[1:])
                     )
                 )
         else:
-            _, vectors, (start, stop) = op
-            for layer in range(start, stop):
+            assert isinstance(op, Ablate), f"the reference has no {op.kind!r}"
+            for layer in op.window.resolve(n_layers):
                 u = at(vectors, layer) / at(vectors, layer).norm()
                 handles.append(
                     blocks[layer].register_forward_pre_hook(lambda m, args, u=u: (_project(args[0], u), *args[1:]))
@@ -50,8 +53,8 @@ def register(model, ops) -> list:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, token_lists, ops, max_new_tokens: int, batch_size: int) -> list[str]:
-    handles = register(model, ops)
+def generate(model, tokenizer, token_lists, program: Program, max_new_tokens: int, batch_size: int) -> list[str]:
+    handles = register(model, program)
     texts = []
     try:
         for i in range(0, len(token_lists), batch_size):
@@ -74,8 +77,8 @@ def generate(model, tokenizer, token_lists, ops, max_new_tokens: int, batch_size
 
 
 @torch.inference_mode()
-def first_token_logits(model, token_lists, ops, pad_id: int) -> torch.Tensor:
-    handles = register(model, ops)
+def first_token_logits(model, token_lists, program: Program, pad_id: int) -> torch.Tensor:
+    handles = register(model, program)
     try:
         rows = []
         for tokens in token_lists:

@@ -50,28 +50,19 @@ def directions(chat, fmt, n: int) -> dict[str, Direction]:
     return {"refusal": refusal, "persona": persona, "random": random_direction(persona, 0, orthogonal_to=(persona,))}
 
 
-def grid(d: dict[str, Direction], L: int) -> dict[str, list[tuple]]:
-    """The quick reproduce grid in two forms: (name -> personagate ops, reference ops)."""
-    mid, late = L // 2, (2 * L // 3, L)
-    persona = ("add", d["persona"].vectors, 4.0, [mid])
-    return {
-        "baseline": [],
-        "refusal ablated": [("ablate", d["refusal"].vectors, (0, L))],
-        "persona x4": [persona],
-        "persona x4 + refusal @ late": [persona, ("add", d["refusal"].vectors, 1.0, [d["refusal"].meta["layer"]])],
-        "persona x4 - persona late": [persona, ("ablate", d["persona"].vectors, late)],
-        "persona x4 - random late": [persona, ("ablate", d["random"].vectors, late)],
+def grid(d: dict[str, Direction], n_layers: int) -> dict[str, Program]:
+    """The quick reproduce grid as programs (the reference and the peers read the same ops)."""
+    late = Window(2 * n_layers // 3, n_layers)
+    persona = Add("persona", 4.0, n_layers // 2)
+    programs = {
+        "baseline": Program(),
+        "refusal ablated": Program([Ablate("refusal", Window(0, n_layers))]),
+        "persona x4": Program([persona]),
+        "persona x4 + refusal @ late": Program([persona, Add("refusal", 1.0, d["refusal"].meta["layer"])]),
+        "persona x4 - persona late": Program([persona, Ablate("persona", late)]),
+        "persona x4 - random late": Program([persona, Ablate("random", late)]),
     }
-
-
-def to_program(ops) -> Program:
-    out = []
-    for op in ops:
-        if op[0] == "add":
-            out.append(Add(Direction(op[1]), op[2], op[3]))
-        else:
-            out.append(Ablate(Direction(op[1]), Window(*op[2])))
-    return Program(out)
+    return {name: program.bind(d) for name, program in programs.items()}
 
 
 def time_it(fn):
@@ -123,10 +114,9 @@ def main() -> None:
 
             def run_all(impl=impl):
                 if impl.startswith("personagate"):  # every condition side by side in one batch, rows stop once decided
-                    programs = {name: to_program(ops) for name, ops in conditions.items()}
                     grid_out = generate_grid(
                         chat,
-                        programs,
+                        conditions,
                         prompts,
                         max_new_tokens=budget,
                         batch_size=len(conditions) * len(prompts),
@@ -136,9 +126,9 @@ def main() -> None:
                     )
                     return {name: [is_refusal(c.text) for c in replies] for name, replies in grid_out.items()}
                 out = {}
-                for name, ops in conditions.items():
+                for name, program in conditions.items():
                     start = time.perf_counter()
-                    texts = reference_hooks.generate(chat.model, chat.tokenizer, prompts, ops, budget, batch)
+                    texts = reference_hooks.generate(chat.model, chat.tokenizer, prompts, program, budget, batch)
                     ref_seconds[name] = time.perf_counter() - start
                     out[name] = [is_refusal(t) for t in texts]
                     ref_by_condition[name] = out[name]
@@ -157,10 +147,10 @@ def main() -> None:
             total += len(prompts)
             if unshared_times:
                 assert unshared_decisions[name] == ours_decisions[name], f"layer sharing changed decisions: {name}"
-    for ops in conditions.values():  # first-token refusal scores, both ways, on a few prompts
-        ours = tokens.score(next_token_logits(chat, prompts[:2], program=to_program(ops), progress=False))
+    for program in conditions.values():  # first-token refusal scores, both ways, on a few prompts
+        ours = tokens.score(next_token_logits(chat, prompts[:2], program=program, progress=False))
         pad = chat.tokenizer.pad_token_id
-        ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:2], ops, pad))
+        ref = tokens.score(reference_hooks.first_token_logits(chat.model, prompts[:2], program, pad))
         worst_score = max(worst_score, float((ours - ref).abs().max()))
 
     rows = [("raw-hooks reference", statistics.median(ref_times)), ("personagate", statistics.median(ours_times))]

@@ -149,3 +149,64 @@ def test_cli_process_prints_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_clamp_flag_runs_and_describes_itself(model_dir, vectors, capsys):
+    code, _, err = run(
+        [
+            "generate",
+            "--model",
+            model_dir,
+            "--prompt",
+            "Hello",
+            "--max-new-tokens",
+            3,
+            "--quiet",
+            "--clamp",
+            f"{vectors}/persona.safetensors,2.5,1:3",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "1. hold the projection onto persona at 2.5 in the residual stream of blocks 1..2" in err
+
+
+def test_directions_import_and_export_round_trip(vectors, tmp_path, capsys):
+    persona = Direction.load(vectors / "persona.safetensors")
+    code, out, err = run(
+        ["directions", "export", vectors / "persona.safetensors", "--out", tmp_path / "control.gguf"], capsys
+    )
+    assert code == 0, err and "wrote" in out
+    code, out, err = run(
+        [
+            "directions",
+            "import",
+            tmp_path / "control.gguf",
+            "--format",
+            "llamacpp",
+            "--n-layers",
+            4,
+            "--name",
+            "persona",
+            "--out",
+            tmp_path / "back.safetensors",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    back = Direction.load(tmp_path / "back.safetensors")
+    assert back.name == "persona"
+    # llama.cpp cannot carry resid_pre[0], [1] (nor the last block's output); the rest survives exactly
+    assert torch.equal(back.vectors[2:3], persona.vectors[2:3])
+    pt = tmp_path / "rd"
+    pt.mkdir()
+    torch.save(torch.randn(64), pt / "direction.pt")
+    (pt / "direction_metadata.json").write_text(json.dumps({"pos": -1, "layer": 2}))
+    code, out, err = run(
+        ["directions", "import", pt, "--format", "refusal_direction", "--out", tmp_path / "r.safetensors"], capsys
+    )
+    assert code == 0, err and Direction.load(tmp_path / "r.safetensors").meta["layer"] == 2
+    code, _, err = run(
+        ["directions", "import", pt, "--format", "llamacpp", "--out", tmp_path / "x.safetensors"], capsys
+    )
+    assert code == 2 and "--n-layers" in err

@@ -7,6 +7,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -109,3 +110,74 @@ def test_openai_compatible_judge_against_a_local_server():
         server.shutdown()
     with pytest.raises(PersonagateError, match="did not answer"):
         OpenAICompatibleJudge(f"http://127.0.0.1:{server.server_port}/v1", model="judge", timeout=2).judge(["a"], ["b"])
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self):
+        type(self).seen.append(dict(self.headers))
+        self.send_response(307)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.other_port}/v1/chat/completions")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class _Echoing(BaseHTTPRequestHandler):
+    """A server that answers nonsense quoting the Authorization header back."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self):
+        type(self).seen.append(dict(self.headers))
+        data = json.dumps({"error": f"bad request, you sent {self.headers.get('Authorization')}"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_judge_refuses_redirects_and_never_forwards_or_prints_its_key(monkeypatch):
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-secret-123")
+    other = _serve(_Echoing)
+    redirecting = _serve(_Redirecting)
+    redirecting.other_port = other.server_port
+    try:
+        judge = OpenAICompatibleJudge(
+            f"http://127.0.0.1:{redirecting.server_port}/v1", model="m", api_key_env="JUDGE_TEST_KEY"
+        )
+        with pytest.raises(PersonagateError) as caught:
+            judge.judge(["a"], ["b"])
+        assert "redirect" in str(caught.value) and "sk-secret-123" not in str(caught.value)
+        assert _Redirecting.seen and _Redirecting.seen[-1]["Authorization"] == "Bearer sk-secret-123"
+        assert _Echoing.seen == []  # the other host never saw the request, let alone the key
+        echo = OpenAICompatibleJudge(
+            f"http://127.0.0.1:{other.server_port}/v1", model="m", api_key_env="JUDGE_TEST_KEY"
+        )
+        with pytest.raises(PersonagateError) as caught:
+            echo.judge(["a"], ["b"])
+        assert "unexpected reply" in str(caught.value) and "sk-secret-123" not in str(caught.value)
+        assert "***" in str(caught.value)
+    finally:
+        redirecting.shutdown()
+        other.shutdown()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:sk-secret@127.0.0.1:1/v1", "http://127.0.0.1:1/v1?api_key=sk-secret", "ftp://host/v1"]
+)
+def test_judge_urls_carry_no_secrets(url):
+    with pytest.raises(PersonagateError) as caught:
+        OpenAICompatibleJudge(url, model="m")
+    assert "sk-secret" not in str(caught.value)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -164,7 +167,7 @@ def test_spec_errors_fail_before_any_model_is_loaded(study_dir, tmp_path, capsys
 
 def test_quick_profile_and_builtin_spec_load():
     spec = StudySpec.load(quick=True)
-    assert spec["generation"]["main"] == "first_token" and spec["prompts"]["n_test"] == 16
+    assert spec.generation.main == "first_token" and spec.prompts.n_test == 16
     with pytest.raises(PersonagateError, match="no such spec file"):
         StudySpec.load("nope.toml")
 
@@ -177,3 +180,47 @@ def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| baseline |" in printed and "| condition | refusal |" in printed
     assert len(list((tmp_path / "plots").glob("plot*.png"))) == 4
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge that calls every reply with a capital letter in it a refusal."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        reply = body["messages"][0]["content"].split("Assistant reply:\n")[1].split("\n\nLabel:")[0]
+        label = "REFUSAL" if any(c.isupper() for c in reply) else "COMPLIANCE"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": label}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_judge_named_in_the_spec_labels_generated_replies(study_dir, tmp_path, monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PG_TEST_JUDGE_KEY", "sk-never-stored")
+    spec = tmp_path / "judged.toml"
+    spec.write_text(
+        (study_dir / "spec.toml").read_text().replace("[model]", f"[model]\n# judged copy of {study_dir}")
+        + f'[scoring]\njudge = "openai"\njudge_url = "http://127.0.0.1:{server.server_port}/v1"\n'
+        'judge_model = "m"\njudge_key_env = "PG_TEST_JUDGE_KEY"\n'
+    )
+    spec.write_text(spec.read_text().replace('refusal = "refusal', f'refusal = "{study_dir}/refusal'))
+    spec.write_text(spec.read_text().replace('persona = "persona', f'persona = "{study_dir}/persona'))
+    out = tmp_path / "run"
+    try:
+        assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    finally:
+        server.shutdown()
+    with sqlite3.connect(out / "run.sqlite") as db:
+        judged = db.execute("SELECT COUNT(*) FROM rows WHERE judge IS NOT NULL").fetchone()[0]
+        generated = db.execute("SELECT COUNT(*) FROM rows WHERE text IS NOT NULL").fetchone()[0]
+    assert judged == generated > 0
+    assert "Phrase detector vs the judge" in (out / "report.html").read_text()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"sk-never-stored" not in path.read_bytes(), path

@@ -1,13 +1,12 @@
 """personagate: find a chat model's refusal and compliant-persona directions, intervene, measure refusal."""
 
+from personagate._version import __version__
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.generation import Completion, generate, next_token_logits
-from personagate.interventions import Ablate, Add, Program, Steering, Window, steer
+from personagate.interventions import Ablate, Add, Clamp, Program, Steering, Window, steer
 from personagate.models import ArchitectureAdapter, ChatModel, load_model
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -16,6 +15,7 @@ __all__ = [
     "ArchitectureAdapter",
     "ChatFormatter",
     "ChatModel",
+    "Clamp",
     "Completion",
     "Direction",
     "PersonagateError",

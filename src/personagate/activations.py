@@ -7,7 +7,7 @@ registered after the steering hooks, so they see the edited stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +16,7 @@ from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
 from personagate.errors import PersonagateError
+from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
 from personagate.prompts import PaddedBatch, left_pad, length_sorted_batches
 
@@ -63,15 +64,9 @@ def _position_mask(
     return mask
 
 
-def _forward_recording(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor) -> list[torch.Tensor]:
-    """One forward pass; returns per layer the selected rows of resid_pre as ``[n_selected, d]`` float32."""
-    return _forward_recording_with_logits(chat, batch, select)[0]
-
-
-def _forward_recording_with_logits(
-    chat: ChatModel, batch: PaddedBatch, select: torch.Tensor
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The recording forward pass, also returning the last position's logits ``[B, vocab]``."""
+def _record(chat: ChatModel, batch: PaddedBatch, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass; resid_pre at the selected positions ``[n_selected, n_layers, d]`` (row-major
+    over batch row, then position) and the last position's logits ``[B, vocab]``, float32."""
     blocks = chat.adapter.get_blocks(chat.model)
     recorded: list[torch.Tensor | None] = [None] * len(blocks)
     handles: list[RemovableHandle] = []
@@ -87,17 +82,37 @@ def _forward_recording_with_logits(
         for layer, block in enumerate(blocks):
             handles.append(block.register_forward_pre_hook(recorder(layer), with_kwargs=True))
         with torch.inference_mode():
-            logits = chat.model(
+            logits = run_model(
+                chat.model,
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
-                use_cache=False,
-                logits_to_keep=1,
-            ).logits[:, -1]
+            )
     finally:
         for handle in handles:
             handle.remove()
-    return [r for r in recorded if r is not None], logits.to(torch.float32)
+    return torch.stack([r for r in recorded if r is not None], dim=1), logits.to(torch.float32)
+
+
+def _capture(
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    select: Callable[[PaddedBatch, list[int]], torch.Tensor],
+    consume: Callable[[list[int], torch.Tensor, torch.Tensor, torch.Tensor], None],
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> None:
+    """The one capture loop: length-sorted batches, left padding, one recording forward pass each;
+    ``consume(indices, selected activations, selection mask, logits)`` keeps what the caller needs."""
+    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
+    for indices in length_sorted_batches(token_lists, batch_size):
+        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+        mask = select(batch, indices)
+        acts, logits = _record(chat, batch, mask)
+        consume(indices, acts.cpu(), mask, logits.cpu())
+        bar.update(len(indices))
+    bar.close()
 
 
 def mean_activations(
@@ -112,19 +127,20 @@ def mean_activations(
     desc: str = "activations",
 ) -> LayerMeans:
     """Mean of resid_pre over prompts and chosen positions, at every layer."""
-    n_layers = chat.n_layers
-    sums = torch.zeros((n_layers, chat.hidden_size), dtype=torch.float64)
+    sums = torch.zeros((chat.n_layers, chat.hidden_size), dtype=torch.float64)
     count = 0
-    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
-    for indices in length_sorted_batches(token_lists, batch_size):
-        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+
+    def select(batch: PaddedBatch, indices: list[int]) -> torch.Tensor:
         batch_spans = [spans[i] for i in indices] if spans is not None else None
-        select = _position_mask(batch, positions, post_instruction, batch_spans)
-        for layer, values in enumerate(_forward_recording(chat, batch, select)):
-            sums[layer] += values.sum(0).to(torch.float64).cpu()
-        count += int(select.sum())
-        bar.update(len(indices))
-    bar.close()
+        return _position_mask(batch, positions, post_instruction, batch_spans)
+
+    def consume(indices: list[int], acts: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> None:
+        nonlocal count
+        for layer in range(acts.shape[1]):  # per layer, summed as a contiguous block (same rounding as ever)
+            sums[layer] += acts[:, layer].contiguous().sum(0).to(torch.float64)
+        count += int(mask.sum())
+
+    _capture(chat, token_lists, select, consume, batch_size, progress, desc)
     return LayerMeans(sums=sums, count=count)
 
 
@@ -141,14 +157,11 @@ def last_token_activations(
     Memory grows with the prompt count; use ``mean_activations`` when only the mean is needed.
     """
     out = torch.zeros((len(token_lists), chat.n_layers, chat.hidden_size), dtype=torch.float32)
-    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
-    for indices in length_sorted_batches(token_lists, batch_size):
-        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
-        select = _position_mask(batch, "last", None, None)
-        per_layer = _forward_recording(chat, batch, select)
-        out[indices] = torch.stack(per_layer, dim=1).cpu()
-        bar.update(len(indices))
-    bar.close()
+
+    def consume(indices: list[int], acts: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> None:
+        out[indices] = acts
+
+    _capture(chat, token_lists, lambda b, i: _position_mask(b, "last", None, None), consume, batch_size, progress, desc)
     return out
 
 
@@ -166,17 +179,18 @@ def tail_activations(
 
     Returns ``([n_prompts, n_positions, n_layers, d], [n_prompts, vocab])``, float32 on the CPU.
     """
-    acts = torch.zeros((len(token_lists), n_positions, chat.n_layers, chat.hidden_size), dtype=torch.float32)
-    logits_out: list[torch.Tensor | None] = [None] * len(token_lists)
-    bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, leave=False)
-    for indices in length_sorted_batches(token_lists, batch_size):
-        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
-        select = _position_mask(batch, "post_instruction", n_positions, None)
-        per_layer, logits = _forward_recording_with_logits(chat, batch, select)
-        stacked = torch.stack(per_layer, dim=1).cpu()  # [B * n_positions, n_layers, d], row-major over (B, pos)
-        acts[indices] = stacked.view(len(indices), n_positions, chat.n_layers, chat.hidden_size)
-        for row, i in enumerate(indices):
-            logits_out[i] = logits[row].cpu()
-        bar.update(len(indices))
-    bar.close()
-    return acts, torch.stack([t for t in logits_out if t is not None])
+    acts_out = torch.zeros((len(token_lists), n_positions, chat.n_layers, chat.hidden_size), dtype=torch.float32)
+    logits_out = torch.zeros((len(token_lists), 0))
+
+    def consume(indices: list[int], acts: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> None:
+        nonlocal logits_out
+        if logits_out.shape[1] != logits.shape[1]:
+            logits_out = torch.zeros((len(token_lists), logits.shape[1]), dtype=torch.float32)
+        acts_out[indices] = acts.view(len(indices), n_positions, chat.n_layers, chat.hidden_size)
+        logits_out[indices] = logits
+
+    def select(batch: PaddedBatch, indices: list[int]) -> torch.Tensor:
+        return _position_mask(batch, "post_instruction", n_positions, None)
+
+    _capture(chat, token_lists, select, consume, batch_size, progress, desc)
+    return acts_out, logits_out

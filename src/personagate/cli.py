@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,12 +13,20 @@ from personagate.errors import PersonagateError
 
 
 class _OrderedOps(argparse.Action):
-    """Keeps --add and --ablate flags in the order given: a program is ordered."""
+    """Keeps the op flags (--add, --clamp, --ablate, ...) in the order given: a program is ordered."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         ops = list(getattr(namespace, "ops", None) or [])
         ops.append((self.dest, values))
         namespace.ops = ops
+
+
+def _op_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per op kind of the vocabulary, in its flag form (``personagate.interventions.OPS``)."""
+    from personagate.interventions import OPS
+
+    for kind, op in OPS.items():
+        parser.add_argument(f"--{kind}", action=_OrderedOps, metavar=op.flag_metavar(), help=op.flag_help)
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     persona = gen.add_mutually_exclusive_group()
     persona.add_argument("--system", default=None, help="system prompt (the persona channel)")
     persona.add_argument("--no-system", action="store_true", help="no persona at all (removes Qwen's default)")
-    gen.add_argument("--program", type=Path, help="a TOML intervention program (applied before --add/--ablate flags)")
-    gen.add_argument("--add", action=_OrderedOps, metavar="FILE,COEFF[,LAYERS[,SCOPE]]", help="add a direction")
-    gen.add_argument("--ablate", action=_OrderedOps, metavar="FILE[,WINDOW[,SCOPE]]", help="project a direction out")
+    gen.add_argument("--program", type=Path, help="a TOML intervention program (applied before the op flags)")
+    _op_flags(gen)
     gen.add_argument("--force", action="store_true", help="apply directions made for another model")
     gen.add_argument("--max-new-tokens", type=int, default=128)
     gen.add_argument("--batch-size", type=int, default=16)
@@ -88,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     rnd.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3,4")
     rnd.add_argument("--orthogonal-to", type=Path, action="append", default=[], help="direction file (repeatable)")
     rnd.add_argument("--out", type=Path, required=True, help="output folder")
+    imp = kinds.add_parser("import", help="another tool's vector file as a direction file (layers converted)")
+    imp.add_argument(
+        "source", type=Path, help="refusal_direction folder or direction.pt, persona_vectors .pt, or .gguf"
+    )
+    imp.add_argument("--format", required=True, choices=["refusal_direction", "persona_vectors", "llamacpp"])
+    imp.add_argument("--n-layers", type=int, default=None, help="llamacpp: the model's number of blocks")
+    imp.add_argument("--model", default=None, help="the model the vectors were made for (recorded)")
+    imp.add_argument("--name", default=None, help="the direction's name (default: refusal / persona / file stem)")
+    imp.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    exp = kinds.add_parser("export", help="a direction file as another tool's vector file")
+    exp.add_argument("direction", type=Path, help="a personagate .safetensors direction (one vector per layer)")
+    exp.add_argument("--format", choices=["llamacpp"], default="llamacpp")
+    exp.add_argument("--coeff", type=float, default=1.0, help="scale written into the control vector")
+    exp.add_argument("--model-hint", default="llama", help="llama.cpp's controlvector.model_hint")
+    exp.add_argument("--out", type=Path, required=True, help="output .gguf file")
 
     for name, helptext in (
         ("reproduce", "run the paper's study (the built-in spec) on a model"),
@@ -139,7 +162,6 @@ def _load(args: argparse.Namespace):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from personagate.generation import generate
-    from personagate.interventions import Program, compile_program
     from personagate.program_files import load_prompts_or_flags, program_from_args
     from personagate.prompts import MODEL_DEFAULT, ChatFormatter
 
@@ -148,13 +170,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1 or args.batch_size < 1:
         raise PersonagateError("--max-new-tokens and --batch-size must be at least 1")
     chat = _load(args)
-    compile_program(
-        program, chat.n_layers, chat.hidden_size, chat.device, model_hash=chat.config_hash(), force=args.force
-    )
     system = None if args.no_system else (args.system if args.system is not None else MODEL_DEFAULT)
     formatter = ChatFormatter(chat.tokenizer, system)
     if len(program):
-        print(Program(program.ops).describe(chat.n_layers), file=sys.stderr)
+        print(program.describe(chat.n_layers), file=sys.stderr)
     completions = generate(
         chat,
         [formatter.encode(p) for p in prompts],
@@ -191,6 +210,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_directions(args: argparse.Namespace) -> int:
     from personagate.directions import Direction, cosine_by_layer, random_direction
+
+    if args.kind in ("import", "export"):
+        return _convert_direction(args)
 
     if args.kind == "random":
         like = Direction.load(args.like)
@@ -261,6 +283,41 @@ def cmd_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_direction(args: argparse.Namespace) -> int:
+    from personagate import interop
+    from personagate.directions import Direction
+
+    if args.kind == "export":
+        direction = Direction.load(args.direction)
+        if not direction.per_layer:
+            raise PersonagateError(f"{args.direction} holds one vector for all layers; llama.cpp needs one per layer")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = interop.export_llamacpp_control_vector(
+                direction, direction.vectors.shape[0], args.out, coeff=args.coeff, model_hint=args.model_hint
+            )
+        for warning in caught:
+            print(f"personagate: note: {warning.message}", file=sys.stderr)
+        print(f"wrote {path} (llama.cpp direction.N = our resid_pre[N+1])")
+        return 0
+    if args.format == "refusal_direction":
+        direction = interop.import_refusal_direction(args.source, model=args.model)
+    elif args.format == "persona_vectors":
+        direction = interop.import_persona_vectors(args.source, model=args.model)
+    else:
+        if args.n_layers is None or args.n_layers < 3:
+            raise PersonagateError("--format llamacpp needs --n-layers (the model's number of blocks, at least 3)")
+        direction = interop.read_llamacpp_control_vector(args.source, args.n_layers)
+    if args.name:
+        direction.name = args.name
+    if args.model:
+        direction.meta["model"] = args.model
+    path = direction.save(args.out)
+    shape = "x".join(str(n) for n in direction.vectors.shape)
+    print(f"wrote {path} ({direction.name}, {shape}, {direction.meta.get('method', '')})")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     import csv
 
@@ -291,7 +348,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from personagate.experiments.spec import StudySpec
 
     spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick)
-    model = args.model or spec["model"]["id"]
+    model = args.model or spec.model.id
     out = args.out or Path("runs") / f"{Path(model).name}-{'quick' if args.quick else 'full'}"
     run_dir = run_study(spec, out, model=model, progress=not args.quiet)
     from personagate.report import rebuild
@@ -302,13 +359,13 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from personagate.experiments.runner import summarise
+    from personagate.experiments.results import summarise
     from personagate.experiments.store import RunStore
     from personagate.report import markdown_table, rebuild, save_plots
 
     print(f"wrote {rebuild(args.run_dir)}")
     if args.markdown:
-        with RunStore(args.run_dir) as store:
+        with RunStore(args.run_dir, create=False) as store:
             print(markdown_table(summarise(store)))
     if args.plots:
         for path in save_plots(args.run_dir, args.plots):

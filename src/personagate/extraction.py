@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from personagate import __version__
+from personagate._version import __version__
 from personagate.activations import last_token_activations, mean_activations, tail_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError

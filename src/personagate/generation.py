@@ -8,17 +8,17 @@ the steering context spans prefill and every decode step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
 from personagate.errors import PersonagateError
-from personagate.interventions import Program, RowSteering, steer, steer_rows
+from personagate.interventions import Program, Steering, steer
+from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
-from personagate.prefill import cache_kwarg, prefill
+from personagate.prefill import prefill
 from personagate.prompts import length_sorted_batches
 
 Finish = Literal["eos", "stop", "decided", "length"]
@@ -46,10 +46,6 @@ def eos_token_ids(chat: ChatModel) -> set[int]:
         elif isinstance(source, (list, tuple)):
             ids.update(int(i) for i in source)
     return ids
-
-
-def _steering(chat: ChatModel, program: Program | None, force: bool):
-    return steer(chat, program, force=force) if program is not None and len(program) else nullcontext()
 
 
 def _settled(text: str) -> str:
@@ -82,7 +78,7 @@ def generate(
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     results: list[Completion | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt")
-    with _steering(chat, program, force) as steering:
+    with steer(chat, program or Program(), force=force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
             batch = [token_lists[i] for i in indices]
             completions = _generate_batch(
@@ -103,14 +99,13 @@ def _generate_batch(
     max_new_tokens: int,
     stop_strings: Sequence[str],
     stop_when: Callable[[str], bool] | None,
-    steering: Any,
+    steering: Steering,
     row_programs: Sequence[int] | None = None,
     stop_at_eos: bool = True,
     share_layers: bool = True,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat) if stop_at_eos else set()  # off: every row runs the full budget (benchmarks)
-    cache_kw = cache_kwarg(model)
     prefilled = prefill(chat, token_lists, steering, row_programs, share_layers=share_layers)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     generated: list[list[int]] = [[] for _ in token_lists]
@@ -142,20 +137,12 @@ def _generate_batch(
             index = torch.tensor(keep, device=mask.device)
             cache.batch_select_indices(index)
             mask, last_position = mask[index], last_position[index]
-            if isinstance(steering, RowSteering):
-                steering.keep(index)
+            steering.keep(index)
             active = [active[i] for i in keep]
         step_tokens = torch.tensor([[next_tokens[i]] for i in keep], device=mask.device)
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         last_position = last_position + 1
-        logits = model(
-            input_ids=step_tokens,
-            attention_mask=mask,
-            position_ids=last_position,
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kw: cache},
-        ).logits[:, -1]
+        logits = run_model(model, input_ids=step_tokens, attention_mask=mask, position_ids=last_position, cache=cache)
     out = []
     for row in range(len(token_lists)):
         text = texts[row] if texts[row] is not None else tokenizer.decode(generated[row], skip_special_tokens=True)
@@ -177,7 +164,7 @@ def next_token_logits(
     """Logits of the first reply token for each prompt: ``[n_prompts, vocab]`` float32, one forward each."""
     rows: list[torch.Tensor | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt", leave=False)
-    with _steering(chat, program, force) as steering:
+    with steer(chat, program or Program(), force=force) as steering:
         for indices in length_sorted_batches(token_lists, batch_size):
             logits = prefill(chat, [token_lists[i] for i in indices], steering).logits
             for row, i in enumerate(indices):
@@ -203,7 +190,7 @@ def next_token_logits_grid(
     rows = [(k, i) for i in range(len(token_lists)) for k in range(len(programs))]
     row_tokens = [token_lists[i] for _, i in rows]
     out: list[list[torch.Tensor | None]] = [[None] * len(token_lists) for _ in programs]
-    with steer_rows(chat, list(programs), force=force) as steering:
+    with steer(chat, list(programs) or [Program()], force=force) as steering:
         for indices in length_sorted_batches(row_tokens, batch_size):
             batch_programs = [rows[r][0] for r in indices]
             logits = prefill(
@@ -244,7 +231,7 @@ def generate_grid(
     row_tokens = [token_lists[i] for _, i in rows]
     results: dict[str, list[Completion | None]] = {name: [None] * len(token_lists) for name in names}
     bar = tqdm(total=len(rows), desc=desc, disable=not progress, unit="row")
-    with steer_rows(chat, plans, force=force) as steering:
+    with steer(chat, plans, force=force) as steering:
         for indices in length_sorted_batches(row_tokens, batch_size):
             batch_programs = [rows[r][0] for r in indices]
             completions = _generate_batch(

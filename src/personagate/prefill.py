@@ -4,7 +4,7 @@ Two kinds of sharing, both exact:
 
 - the chat-template header every prompt starts with is prefilled once per program and copied to
   every row running that program;
-- in a grid batch (each row its own program, ``steer_rows``), rows with the same prompt whose
+- in a grid batch (each row its own program, ``steer(chat, [programs])``), rows with the same prompt whose
   programs edit the stream identically up to some layer are identical up to there: the blocks
   before that layer run once for all of them, and the batch widens, block by block, only where the
   programs part ways (persona steering at layer 12 under five different late-layer edits runs
@@ -17,7 +17,6 @@ only its layers, then assembles one cache for the whole batch.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from personagate.interventions import RowSteering
+from personagate.interventions import Steering
+from personagate.models.forward import new_cache, run_model
 from personagate.models.loading import ChatModel
 from personagate.prompts import left_pad
 
@@ -54,17 +54,6 @@ class Segment:
     stop: int
     reps: list[int]
     row_class: list[int]
-
-
-def cache_kwarg(model: nn.Module) -> str:
-    """transformers >= 5.2x names the KV cache ``cache``; earlier releases ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def new_cache(model: nn.Module) -> Any:
-    from transformers import DynamicCache
-
-    return DynamicCache(config=model.config)
 
 
 def shared_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
@@ -120,36 +109,33 @@ def layer_sharing_applies(chat: ChatModel, cache: Any) -> bool:
 def prefill(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
-    steering: Any,
+    steering: Steering,
     row_programs: Sequence[int] | None = None,
     *,
     share_layers: bool = True,
 ) -> Prefilled:
     """Run the prompts into a fresh KV cache, computing shared work once (see the module docstring).
 
-    The steering handle (if any) is told the padded prompt length, so token scopes stay exact.
+    ``row_programs[i]`` is the program of row ``i`` when ``steering`` runs several; the handle is
+    told the padded prompt length, so token scopes stay exact.
     """
     model = chat.model
-    cache_kw = cache_kwarg(model)
     shared = shared_prefix_length(token_lists)
     rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
-    if steering is not None:
-        steering.prompt_length = shared + rest.input_ids.shape[1]
+    steering.set_prompt_length(shared + rest.input_ids.shape[1])
     rows = len(token_lists)
     programs = list(row_programs) if row_programs is not None else [0] * rows
     groups = sorted(set(programs))
     header = new_cache(model)
     if shared:
         prefix = torch.tensor([list(token_lists[0][:shared])] * len(groups), device=chat.device)
-        if isinstance(steering, RowSteering):
-            steering.set_rows(groups, chat.device)
-        model(
+        steering.set_rows(groups, chat.device)
+        run_model(
+            model,
             input_ids=prefix,
             attention_mask=torch.ones_like(prefix),
             position_ids=torch.arange(shared, device=chat.device).unsqueeze(0).expand(len(groups), -1),
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kw: header},
+            cache=header,
         )
     header_row = torch.tensor([groups.index(p) for p in programs], device=chat.device)
     ones = torch.ones((rows, shared), dtype=rest.attention_mask.dtype, device=chat.device)
@@ -157,7 +143,7 @@ def prefill(
     positions = rest.position_ids + shared
 
     segments: list[Segment] = []
-    if share_layers and isinstance(steering, RowSteering) and len(groups) > 1 and layer_sharing_applies(chat, header):
+    if share_layers and len(groups) > 1 and layer_sharing_applies(chat, header):
         segments = layer_segments(token_lists, programs, steering.divergence, chat.n_layers)
         work = sum((s.stop - s.start) * len(s.reps) for s in segments)
         if work > (1 - MIN_LAYER_SAVING) * chat.n_layers * rows:
@@ -171,16 +157,8 @@ def prefill(
 
     if shared:
         header.batch_select_indices(header_row)
-    if isinstance(steering, RowSteering):
-        steering.set_rows(programs, chat.device)
-    logits = model(
-        input_ids=rest.input_ids,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kw: header},
-    ).logits[:, -1]
+    steering.set_rows(programs, chat.device)
+    logits = run_model(model, input_ids=rest.input_ids, attention_mask=mask, position_ids=positions, cache=header)
     return Prefilled(logits, mask, positions[:, -1:], header)
 
 
@@ -194,12 +172,11 @@ def _prefill_by_segments(
     header_row: torch.Tensor,
     shared: int,
     programs: Sequence[int],
-    steering: RowSteering,
+    steering: Steering,
 ) -> tuple[torch.Tensor, Any]:
     """Each segment's blocks on one row per class; the segment's cache layers widened to every row."""
     model, device = chat.model, chat.device
     blocks = chat.adapter.get_blocks(model)
-    cache_kw = cache_kwarg(model)
     full = new_cache(model)
     hidden: torch.Tensor | None = None
     previous: Segment | None = None
@@ -216,23 +193,20 @@ def _prefill_by_segments(
                 stand_in = keys.new_zeros(()).expand(len(segment.reps), *keys.shape[1:])
                 cache.layers[layer].update(stand_in, stand_in)
         steering.set_rows([programs[r] for r in segment.reps], device)
-        if previous is None:
-            inputs = {"input_ids": input_ids[reps]}
-        else:
+        embeds = None
+        if previous is not None:
             assert hidden is not None
-            inputs = {
-                "inputs_embeds": hidden[torch.tensor([previous.row_class[r] for r in segment.reps], device=device)]
-            }
+            embeds = hidden[torch.tensor([previous.row_class[r] for r in segment.reps], device=device)]
         with _only_blocks(chat, blocks, segment.start, segment.stop) as captured:
-            out = model(
-                **inputs,
+            logits = run_model(
+                model,
+                input_ids=input_ids[reps] if embeds is None else None,
+                inputs_embeds=embeds,
                 attention_mask=mask[reps],
                 position_ids=positions[reps],
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kw: cache},
+                cache=cache,
             )
-        hidden, logits, previous = captured.get("hidden"), out.logits[:, -1], segment
+        hidden, previous = captured.get("hidden"), segment
         widen = torch.tensor(segment.row_class, device=device)
         for layer in range(segment.start, segment.stop):
             full.layers[layer].update(cache.layers[layer].keys[widen], cache.layers[layer].values[widen])

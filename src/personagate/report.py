@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personagate.experiments.runner import SUMMARY_COLUMNS, export, summarise
+from personagate.experiments import groups
+from personagate.experiments.results import SUMMARY_COLUMNS, export, judge_agreement, summarise, write_atomically
 from personagate.experiments.store import RunStore
 
 _CSS = """
@@ -68,7 +69,7 @@ def plots(
     """(caption, base64 PNG) for each plot the data supports."""
     rows = {r["condition"]: r for r in summary}
     out = []
-    reintro = sorted((r for r in summary if r["group"] == "reintroduce_layer"), key=lambda r: r["x"])
+    reintro = sorted((r for r in summary if r["group"] == groups.REINTRODUCE_LAYER), key=lambda r: r["x"])
     if reintro:
         fig, ax = _figure("Refusal direction added back at one layer (under persona steering)", "layer", "refusal rate")
         xs = [r["x"] for r in reintro]
@@ -89,8 +90,8 @@ def plots(
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
         out.append(("Reintroduction curve: refusal when the refusal direction is added back at each layer.", _png(fig)))
-    windows = sorted((r for r in summary if r["group"] == "persona_window"), key=lambda r: r["x"])
-    randoms = [r for r in summary if r["group"] == "random_window"]
+    windows = sorted((r for r in summary if r["group"] == groups.PERSONA_WINDOW), key=lambda r: r["x"])
+    randoms = [r for r in summary if r["group"] == groups.RANDOM_WINDOW]
     if windows:
         fig, ax = _figure(
             "Persona projected out of a window (under persona steering)", "window start (block)", "refusal rate"
@@ -162,6 +163,10 @@ def render(store: RunStore, samples: int = 3) -> str:
                 f"<figcaption class='muted'>{esc(caption)}</figcaption></figure>"
             )
         parts.append("</div>")
+    agreement = judge_agreement(store)
+    if agreement:
+        cells = ", ".join(f"{esc(group)} {agree / n:.1%} (n={n})" for group, (agree, n) in sorted(agreement.items()))
+        parts.append(f"<p>Phrase detector vs the judge on generated replies, agreement by group: {cells}</p>")
     parts.append(
         "<h2>Conditions</h2><p class='muted'>Refusal rate on harmful prompts with its Wilson 95% interval; "
         "KL = first-token KL from the unsteered model on harmless prompts (coherence); over-refusal on safe "
@@ -179,7 +184,7 @@ def render(store: RunStore, samples: int = 3) -> str:
         )
     parts.append("</table><h2>Sample completions</h2>")
     for condition in store.conditions():
-        texts = [r for r in store.rows(condition["name"], "harmful") if r.text is not None][:samples]
+        texts = [r for r in store.rows(condition["name"], groups.HARMFUL) if r.text is not None][:samples]
         if not texts:
             continue
         parts.append(f"<details><summary>{esc(condition['name'])}</summary>")
@@ -192,17 +197,15 @@ def render(store: RunStore, samples: int = 3) -> str:
 
 def write_report(store: RunStore, samples: int = 3) -> Path:
     path = store.path / "report.html"
-    path.write_text(render(store, samples))
+    page = render(store, samples)
+    write_atomically(path, lambda f: f.write(page))
     return path
 
 
 def rebuild(run_dir: str | Path) -> Path:
-    """``personagate report RUN_DIR``: exports and report from the database alone."""
-    from personagate.errors import PersonagateError
-
-    if not (Path(run_dir) / "run.sqlite").is_file():
-        raise PersonagateError(f"{run_dir} is not a personagate run directory (no run.sqlite)")
-    with RunStore(run_dir) as store:
+    """``personagate report RUN_DIR``: exports and report from the database alone (a damaged or empty
+    store is an error, and leaves the existing exports untouched)."""
+    with RunStore(run_dir, create=False) as store:
         export(store)
         return write_report(store)
 
@@ -224,7 +227,7 @@ def save_plots(run_dir: str | Path, out: str | Path) -> list[Path]:
     """Write the report's plots as PNG files into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with RunStore(run_dir) as store:
+    with RunStore(run_dir, create=False) as store:
         coeff = store.fact("persona_coeff")
         figures = plots(
             summarise(store),

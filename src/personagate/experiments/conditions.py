@@ -1,7 +1,7 @@
-"""The conditions of the paper's protocol, as data: which ops, on which directions, where.
+"""The conditions of the paper's protocol, as data: a name, a group and a program of ops.
 
-Ops name their direction by key (``refusal``, ``persona``, ``random-SEED``) so a condition can be
-listed, stored and described before the directions exist; ``materialise`` turns it into a Program.
+Ops name their direction by key (``refusal``, ``persona``, ``random-SEED``), so a condition can be
+listed, stored and described before the directions exist; ``program(directions)`` binds them.
 """
 
 from __future__ import annotations
@@ -9,66 +9,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from personagate.directions import Direction
+from personagate.experiments import groups
+from personagate.experiments.groups import Mode
 from personagate.interventions import Ablate, Add, Program, Window
 
 
 @dataclass(frozen=True)
-class OpSpec:
-    kind: str  # "add" | "ablate"
-    direction: str
-    coeff: float = 0.0
-    layers: tuple[int, ...] = ()
-    window: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
 class Condition:
+    """One arm of the study. ``axis`` places it on its sweep's plot (a layer, a window start, a coefficient)."""
+
     name: str
     group: str
-    ops: tuple[OpSpec, ...]
-    mode: str  # "generate" | "first_token"
-    x: float | None = None  # the layer or window start, for plots
+    ops: Program
+    mode: Mode
+    axis: float | None = None
     seed: int | None = None
 
     def program(self, directions: dict[str, Direction]) -> Program:
-        return materialise(self.ops, directions)
+        return self.ops.bind(directions)
 
-    def describe(self) -> str:
-        if not self.ops:
-            return "no intervention"
-        parts = []
-        for op in self.ops:
-            if op.kind == "add":
-                where = f"layer {op.layers[0]}" if len(op.layers) == 1 else f"layers {op.layers[0]}..{op.layers[-1]}"
-                parts.append(f"add {op.coeff:g} x {op.direction} at {where}")
-            else:
-                assert op.window is not None
-                parts.append(f"project {op.direction} out of [{op.window[0]}, {op.window[1]})")
-        return "; then ".join(parts)
+    def describe(self, n_layers: int | None = None) -> str:
+        return self.ops.summary(n_layers)
 
 
-def materialise(ops: tuple[OpSpec, ...], directions: dict[str, Direction]) -> Program:
-    program = []
-    for op in ops:
-        d = directions[op.direction]
-        if op.kind == "add":
-            program.append(Add(d, op.coeff, list(op.layers)))
-        else:
-            assert op.window is not None
-            program.append(Ablate(d, Window(*op.window)))
-    return Program(program)
+def persona_op(coeff: float, layer: int) -> Add:
+    return Add("persona", coeff, layer)
 
 
-def persona_op(coeff: float, layer: int) -> OpSpec:
-    return OpSpec("add", "persona", coeff, (layer,))
-
-
-def first_stage(n_layers: int, persona_layer: int, coeffs: list[float], main: str) -> list[Condition]:
+def first_stage(n_layers: int, persona_layer: int, coeffs: list[float], main: Mode) -> list[Condition]:
     """Baseline, the refusal-ablation sanity check, and the persona coefficient sweep."""
     return [
-        Condition("baseline", "baseline", (), main),
-        Condition("refusal ablated", "refusal_ablated", (OpSpec("ablate", "refusal", window=(0, n_layers)),), main),
-        *[Condition(f"persona x{c:g}", "persona_sweep", (persona_op(c, persona_layer),), main, x=c) for c in coeffs],
+        Condition("baseline", groups.BASELINE, Program(), main),
+        Condition("refusal ablated", groups.REFUSAL_ABLATED, Program([Ablate("refusal", Window(0, n_layers))]), main),
+        *[
+            Condition(f"persona x{c:g}", groups.PERSONA_SWEEP, Program([persona_op(c, persona_layer)]), main, axis=c)
+            for c in coeffs
+        ],
     ]
 
 
@@ -89,57 +65,30 @@ def second_stage(
     reintroduce_windows: list[tuple[int, int]],
     windows: list[tuple[int, int]],
     seeds: list[int],
-    sweep: str,
-    main: str | None = None,
+    sweep: Mode,
+    main: Mode | None = None,
 ) -> list[Condition]:
     """Persona steering at the chosen coefficient combined with each manipulation of the protocol."""
     steer = persona_op(coeff, persona_layer)
     base = f"persona x{coeff:g}"
     out: list[Condition] = []
     if sweep != main:  # the sweeps' references, measured the way the sweeps are
-        out.append(Condition(f"baseline [{sweep}]", "reference", (), sweep))
-        out.append(Condition(f"{base} [{sweep}]", "reference", (steer,), sweep, x=coeff))
+        out.append(Condition(f"baseline [{sweep}]", groups.REFERENCE, Program(), sweep))
+        out.append(Condition(f"{base} [{sweep}]", groups.REFERENCE, Program([steer]), sweep, axis=coeff))
     for layer in range(0, n_layers, layer_stride):
-        out.append(
-            Condition(
-                f"{base} + refusal @ {layer}",
-                "reintroduce_layer",
-                (steer, OpSpec("add", "refusal", reintroduce_coeff, (layer,))),
-                sweep,
-                x=layer,
-            )
-        )
+        program = Program([steer, Add("refusal", reintroduce_coeff, layer)])
+        out.append(Condition(f"{base} + refusal @ {layer}", groups.REINTRODUCE_LAYER, program, sweep, axis=layer))
     for start, stop in reintroduce_windows:
-        per_layer = reintroduce_coeff / (stop - start)
-        out.append(
-            Condition(
-                f"{base} + refusal in [{start}:{stop})",
-                "reintroduce_window",
-                (steer, OpSpec("add", "refusal", per_layer, tuple(range(start, stop)))),
-                sweep,
-                x=start,
-            )
-        )
+        program = Program([steer, Add("refusal", reintroduce_coeff / (stop - start), Window(start, stop))])
+        name = f"{base} + refusal in [{start}:{stop})"
+        out.append(Condition(name, groups.REINTRODUCE_WINDOW, program, sweep, axis=start))
     for start, stop in windows:
-        out.append(
-            Condition(
-                f"{base} - persona in [{start}:{stop})",
-                "persona_window",
-                (steer, OpSpec("ablate", "persona", window=(start, stop))),
-                sweep,
-                x=start,
-            )
-        )
+        program = Program([steer, Ablate("persona", Window(start, stop))])
+        name = f"{base} - persona in [{start}:{stop})"
+        out.append(Condition(name, groups.PERSONA_WINDOW, program, sweep, axis=start))
     for seed in seeds:
         for start, stop in windows:
-            out.append(
-                Condition(
-                    f"{base} - random-{seed} in [{start}:{stop})",
-                    "random_window",
-                    (steer, OpSpec("ablate", f"random-{seed}", window=(start, stop))),
-                    sweep,
-                    x=start,
-                    seed=seed,
-                )
-            )
+            program = Program([steer, Ablate(f"random-{seed}", Window(start, stop))])
+            name = f"{base} - random-{seed} in [{start}:{stop})"
+            out.append(Condition(name, groups.RANDOM_WINDOW, program, sweep, axis=start, seed=seed))
     return out

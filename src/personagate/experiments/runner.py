@@ -6,7 +6,8 @@ nothing done is lost and nothing is done twice.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
+import hashlib
 import json
 import platform
 import sys
@@ -19,19 +20,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from personagate import __version__
+from personagate._version import __version__
 from personagate.directions import Direction, cosine_by_layer, random_direction
 from personagate.errors import PersonagateError
-from personagate.experiments.conditions import (
-    Condition,
-    OpSpec,
-    first_stage,
-    materialise,
-    second_stage,
-    sliding_windows,
-)
+from personagate.experiments import groups
+from personagate.experiments.conditions import Condition, first_stage, persona_op, second_stage, sliding_windows
+from personagate.experiments.results import export, summarise
 from personagate.experiments.spec import StudySpec
-from personagate.experiments.store import Row, RunStore
+from personagate.experiments.store import Row, RunStore, check_run_dir
 from personagate.extraction import (
     PersonaSet,
     RefusalSelection,
@@ -42,29 +38,12 @@ from personagate.extraction import (
     refusal_direction,
 )
 from personagate.generation import generate_grid, next_token_logits, next_token_logits_grid
-from personagate.interventions import Window
+from personagate.interventions import Ablate, Program, Window
 from personagate.models.loading import ChatModel, load_model, model_layer_count
 from personagate.prompts import ChatFormatter
 from personagate.scoring.first_token import RefusalTokens
+from personagate.scoring.judge import make_judge
 from personagate.scoring.phrases import is_refusal
-from personagate.scoring.rates import refusal_rate
-
-SUMMARY_COLUMNS = (
-    "condition",
-    "refusal_rate",
-    "ci_low",
-    "ci_high",
-    "n",
-    "kl",
-    "over_refusal",
-    "over_refusal_n",
-    "group",
-    "x",
-    "seed",
-    "mode",
-    "flags",
-    "description",
-)
 
 
 @dataclass
@@ -79,10 +58,10 @@ class PromptSplits:
 
 
 def split_prompts(spec: StudySpec) -> PromptSplits:
-    p = spec["prompts"]
-    harmful, harmless, safe = spec.prompts("harmful"), spec.prompts("harmless"), spec.prompts("safe")
-    need_harmful = p["n_train"] + p["n_val"] + p["n_test"]
-    need_harmless = p["n_train"] + p["n_val"] + p["n_kl"]
+    p = spec.prompts
+    harmful, harmless, safe = spec.prompt_set("harmful"), spec.prompt_set("harmless"), spec.prompt_set("safe")
+    need_harmful = p.n_train + p.n_val + p.n_test
+    need_harmless = p.n_train + p.n_val + p.n_kl
     if len(harmful) < need_harmful:
         raise PersonagateError(
             f"prompts.harmful has {len(harmful)} prompts but n_train + n_val + n_test = "
@@ -93,7 +72,7 @@ def split_prompts(spec: StudySpec) -> PromptSplits:
             f"prompts.harmless has {len(harmless)} prompts but n_train + n_val + n_kl = "
             f"{need_harmless}; lower them or give a larger set"
         )
-    a, b = p["n_train"], p["n_train"] + p["n_val"]
+    a, b = p.n_train, p.n_train + p.n_val
     return PromptSplits(
         harmful[:a],
         harmful[a:b],
@@ -101,13 +80,13 @@ def split_prompts(spec: StudySpec) -> PromptSplits:
         harmless[:a],
         harmless[a:b],
         harmless[b:need_harmless],
-        safe[: p["n_safe"]],
+        safe[: p.n_safe],
     )
 
 
 def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]:
     """Every check that needs no weights: the spec, the prompt files, the layer count from the config."""
-    model_id = model or spec["model"]["id"]
+    model_id = model or spec.model.id
     splits = split_prompts(spec)
     n_layers = model_layer_count(model_id)
     if n_layers is not None:
@@ -121,12 +100,14 @@ class StudyRunner:
     def __init__(self, spec: StudySpec, chat: ChatModel, store: RunStore, splits: PromptSplits, progress: bool) -> None:
         self.spec, self.chat, self.store, self.splits, self.progress = spec, chat, store, splits, progress
         self.fmt = ChatFormatter(chat.tokenizer)
-        self.L = chat.n_layers
-        self.batch = int(spec["generation"]["batch_size"])
+        self.n_layers = chat.n_layers
+        self.batch = spec.generation.batch_size
         self.directions: dict[str, Direction] = {}
         self.refusal_tokens: RefusalTokens | None = None
         self._ids: dict[str, list[list[int]]] = {}
         self._baseline_kl_logits: torch.Tensor | None = None
+        scoring = spec.scoring
+        self.judge = make_judge(scoring.judge, scoring.judge_url, scoring.judge_model, scoring.judge_key_env)
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -145,24 +126,24 @@ class StudyRunner:
         else:
             direction = make()
             direction.save(path)
-        direction.check_fits(self.L, self.chat.hidden_size, model_hash=self.chat.config_hash())
+        direction.check_fits(self.n_layers, self.chat.hidden_size, model_hash=self.chat.config_hash())
         self.directions[name] = direction
         return direction
 
     def make_directions(self) -> None:
-        d, g, s = self.spec["directions"], self.spec["generation"], self.splits
+        settings, splits = self.spec.directions, self.splits
         tokens = self.store.fact("refusal_tokens")
-        if tokens is None and d["refusal_tokens"]:
-            ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in d["refusal_tokens"]]
-            tokens = {"ids": ids, "tokens": list(d["refusal_tokens"])}
+        if tokens is None and settings.refusal_tokens:
+            ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in settings.refusal_tokens]
+            tokens = {"ids": ids, "tokens": list(settings.refusal_tokens)}
             self.store.set_fact("refusal_tokens", tokens)
         if tokens is None:
-            n = int(g["refusal_token_prompts"])
+            n = self.spec.generation.refusal_token_prompts
             found = find_refusal_tokens(
                 self.chat,
                 self.fmt,
-                (s.harmful_train + s.harmful_val)[:n],
-                (s.harmless_train + s.harmless_val)[: max(2, n // 2)],
+                (splits.harmful_train + splits.harmful_val)[:n],
+                (splits.harmless_train + splits.harmless_val)[: max(2, n // 2)],
                 batch_size=self.batch,
                 progress=self.progress,
             )
@@ -171,20 +152,20 @@ class StudyRunner:
         self.refusal_tokens = RefusalTokens.from_dict(tokens)
 
         def make_refusal() -> Direction:
-            if d["refusal"]:
-                return Direction.load(self.spec.path(d["refusal"]))
+            if settings.refusal:
+                return Direction.load(self.spec.path(settings.refusal))
             selection = RefusalSelection(
-                max_kl=float(d["refusal_max_kl"]),
-                positions=int(d["refusal_positions"]),
-                layer_stride=int(d["refusal_layer_stride"]),
-                n_val=len(s.harmful_val),
+                max_kl=settings.refusal_max_kl,
+                positions=settings.refusal_positions,
+                layer_stride=settings.refusal_layer_stride,
+                n_val=len(splits.harmful_val),
             )
             found = refusal_direction(
                 self.chat,
-                s.harmful_train,
-                s.harmless_train,
-                s.harmful_val,
-                s.harmless_val,
+                splits.harmful_train,
+                splits.harmless_train,
+                splits.harmful_val,
+                splits.harmless_val,
                 selection=selection,
                 refusal_tokens=self.refusal_tokens,
                 batch_size=self.batch,
@@ -194,17 +175,17 @@ class StudyRunner:
             return found.direction
 
         def make_persona() -> Direction:
-            if d["persona"]:
-                return Direction.load(self.spec.path(d["persona"]))
+            if settings.persona:
+                return Direction.load(self.spec.path(settings.persona))
             personas = PersonaSet.builtin()
-            personas.questions = personas.questions[: int(d["persona_questions"])]
+            personas.questions = personas.questions[: settings.persona_questions]
             return persona_direction(
-                self.chat, personas, against=d["persona_against"], batch_size=self.batch, progress=self.progress
+                self.chat, personas, against=settings.persona_against, batch_size=self.batch, progress=self.progress
             )
 
         refusal = self._load_or_make("refusal", make_refusal)
         persona = self._load_or_make("persona", make_persona)
-        for seed in d["random_seeds"]:
+        for seed in settings.random_seeds:
             self._load_or_make(
                 f"random-{seed}", lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, refusal))
             )
@@ -227,9 +208,9 @@ class StudyRunner:
                     condition.name,
                     position,
                     condition.group,
-                    condition.x,
+                    condition.axis,
                     condition.seed,
-                    condition.describe(),
+                    condition.describe(self.n_layers),
                     condition.mode,
                 )
                 position += 1
@@ -245,7 +226,11 @@ class StudyRunner:
         are committed together."""
         assert self.refusal_tokens is not None
         screened = {c.name for c in conditions if c.mode != "generate"}
-        sets = [("harmful", self.ids("harmful_test")), ("safe", self.ids("safe")), ("kl", self.ids("harmless_kl"))]
+        sets = [
+            (groups.HARMFUL, self.ids("harmful_test")),
+            (groups.SAFE, self.ids("safe")),
+            (groups.KL, self.ids("harmless_kl")),
+        ]
         work = [
             (prompt_set, ids, chunk, conditions[g : g + CONDITIONS_PER_BATCH])
             for prompt_set, ids in sets
@@ -256,7 +241,7 @@ class StudyRunner:
             pending = [
                 c
                 for c in group
-                if (prompt_set == "kl" or c.name in screened)
+                if (prompt_set == groups.KL or c.name in screened)
                 and not set(chunk) <= self.store.done_ids(c.name, prompt_set)
             ]
             if not pending:
@@ -265,25 +250,25 @@ class StudyRunner:
             logits = next_token_logits_grid(
                 self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
             )
-            base = self.baseline_kl_logits()[chunk] if prompt_set == "kl" else None
+            base = self.baseline_kl_logits()[chunk] if prompt_set == groups.KL else None
             rows: list[Row] = []
             for condition, program, values in zip(pending, programs, logits, strict=True):
                 if base is not None:
                     kl = first_token_kl(base, values).tolist() if len(program) else [0.0] * len(chunk)
-                    rows += [Row(condition.name, "kl", i, None, None, k) for i, k in zip(chunk, kl, strict=True)]
+                    rows += [Row(condition.name, groups.KL, i, kl=k) for i, k in zip(chunk, kl, strict=True)]
                 else:
                     scores = self.refusal_tokens.score(values).tolist()
                     rows += [
-                        Row(condition.name, prompt_set, i, None, int(s > 0), float(s))
-                        for i, s in zip(chunk, scores, strict=True)
+                        Row(condition.name, prompt_set, i, refusal=int(score > 0), score=float(score))
+                        for i, score in zip(chunk, scores, strict=True)
                     ]
             self.store.write_rows(rows)
 
     def _generate_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
         """Generate for several conditions in one batch (each row its own program), one prompt chunk at a
         time, committing every condition's rows of a chunk together."""
-        budget = int(self.spec["generation"]["max_new_tokens"])
-        for prompt_set, name in (("harmful", "harmful_test"), ("safe", "safe")):
+        budget = self.spec.generation.max_new_tokens
+        for prompt_set, name in ((groups.HARMFUL, "harmful_test"), (groups.SAFE, "safe")):
             ids = self.ids(name)
             chunks = _chunks(len(ids), self.batch)
             for chunk in tqdm(chunks, desc=f"{desc}: {prompt_set}", disable=not self.progress, unit="chunk"):
@@ -300,77 +285,80 @@ class StudyRunner:
                     stop_when=is_refusal,
                     progress=False,
                 )
-                self.store.write_rows(
-                    Row(c.name, prompt_set, i, reply.text, int(is_refusal(reply.text)), None)
+                rows = [
+                    Row(c.name, prompt_set, i, text=reply.text, refusal=int(is_refusal(reply.text)))
                     for c in pending
                     for i, reply in zip(chunk, out[c.name], strict=True)
-                )
+                ]
+                if self.judge is not None:
+                    prompts = getattr(self.splits, name)
+                    labels = self.judge.judge([prompts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
+                    rows = [dataclasses.replace(r, judge=label) for r, label in zip(rows, labels, strict=True)]
+                self.store.write_rows(rows)
 
     # --- stages -----------------------------------------------------------------------------------
 
     def choose_persona_coeff(self, sweep: Sequence[Condition]) -> float:
         """The coherence rule: the strongest refusal suppression whose first-token KL stays <= the limit."""
-        limit = float(self.spec["steering"]["coherence_max_kl"])
+        limit = self.spec.steering.coherence_max_kl
         summary = {row["condition"]: row for row in summarise(self.store)}
         ok = [c for c in sweep if summary[c.name]["kl"] <= limit]
-        pool = ok or sorted(sweep, key=lambda c: float(c.x or 0))[:1]
-        best = min(pool, key=lambda c: (summary[c.name]["refusal_rate"], float(c.x or 0)))
-        self.store.set_fact("persona_coeff", best.x)
+        pool = ok or sorted(sweep, key=lambda c: float(c.axis or 0))[:1]
+        best = min(pool, key=lambda c: (summary[c.name]["refusal_rate"], float(c.axis or 0)))
+        self.store.set_fact("persona_coeff", best.axis)
         self.store.set_fact("persona_coeff_rule", "coherent" if ok else "no coefficient within the KL limit; smallest")
-        return float(best.x or 0)
+        return float(best.axis or 0)
 
     def run(self) -> None:
-        st, g = self.spec["steering"], self.spec["generation"]
+        steering, generation, n_layers = self.spec.steering, self.spec.generation, self.n_layers
         self.make_directions()
-        persona_layer = self.spec.persona_layer(self.L)
+        persona_layer = self.spec.persona_layer(n_layers)
         self.store.set_fact("persona_layer", persona_layer)
-        stage1 = first_stage(self.L, persona_layer, [float(c) for c in st["persona_coeffs"]], g["main"])
+        stage1 = first_stage(n_layers, persona_layer, steering.persona_coeffs, generation.main)
         self.run_conditions(stage1, "baseline and persona sweep")
-        coeff = self.choose_persona_coeff([c for c in stage1 if c.group == "persona_sweep"])
-        width = self.spec.blocks(st["window_width"], self.L)
-        stride = self.spec.blocks(st["window_stride"], self.L)
-        windows = sliding_windows(self.L, width, stride)
-        reintro = [tuple(Window.parse(w).resolve(self.L)[i] for i in (0, -1)) for w in st["reintroduce_windows"]]
+        coeff = self.choose_persona_coeff([c for c in stage1 if c.group == groups.PERSONA_SWEEP])
+        width = self.spec.blocks(steering.window_width, n_layers)
+        stride = self.spec.blocks(steering.window_stride, n_layers)
+        reintroduce = [Window.parse(w).resolve(n_layers) for w in steering.reintroduce_windows]
         stage2 = second_stage(
-            self.L,
+            n_layers,
             persona_layer,
             coeff,
-            reintroduce_coeff=float(st["reintroduce_coeff"]),
-            layer_stride=int(st["reintroduce_layer_stride"]),
-            reintroduce_windows=[(a, b + 1) for a, b in reintro],
-            windows=windows,
-            seeds=[int(s) for s in self.spec["directions"]["random_seeds"]],
-            sweep=g["sweep"],
-            main=g["main"],
+            reintroduce_coeff=steering.reintroduce_coeff,
+            layer_stride=steering.reintroduce_layer_stride,
+            reintroduce_windows=[(blocks.start, blocks.stop) for blocks in reintroduce],
+            windows=sliding_windows(n_layers, width, stride),
+            seeds=self.spec.directions.random_seeds,
+            sweep=generation.sweep,
+            main=generation.main,
         )
         self.run_conditions(stage2, "protocol grid")
         self.readout(persona_layer, coeff)
         self.store.set_fact(
             "cos_persona_refusal",
-            cosine_by_layer(self.directions["persona"], self.directions["refusal"], self.L).tolist(),
+            cosine_by_layer(self.directions["persona"], self.directions["refusal"], n_layers).tolist(),
         )
 
     def readout(self, persona_layer: int, coeff: float) -> None:
         """Per-layer projection onto the refusal direction at the last prompt token of harmful prompts."""
-        late = Window.parse(self.spec["steering"]["late_window"]).resolve(self.L)
-        steer_op = OpSpec("add", "persona", coeff, (persona_layer,))
+        late = Window.parse(self.spec.steering.late_window).resolve(self.n_layers)
+        steer_op = persona_op(coeff, persona_layer)
         programs = {
-            "baseline": (),
-            f"persona x{coeff:g}": (steer_op,),
-            f"persona x{coeff:g} - persona in [{late.start}:{late.stop})": (
-                steer_op,
-                OpSpec("ablate", "persona", window=(late.start, late.stop)),
+            "baseline": Program(),
+            f"persona x{coeff:g}": Program([steer_op]),
+            f"persona x{coeff:g} - persona in [{late.start}:{late.stop})": Program(
+                [steer_op, Ablate("persona", Window(late.start, late.stop))]
             ),
         }
         have = self.store.readout()
-        for name, ops in programs.items():
+        for name, program in programs.items():
             if name in have:
                 continue
             values = projection_by_layer(
                 self.chat,
                 self.ids("harmful_test"),
                 self.directions["refusal"],
-                program=materialise(ops, self.directions),
+                program=program.bind(self.directions),
                 batch_size=self.batch,
                 progress=False,
             )
@@ -385,91 +373,66 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
-# --- summary and exports --------------------------------------------------------------------------
+# What must be the same for a run directory to be resumed: everything that decides a result.
+IDENTITY_BEFORE_LOAD = ("package_version", "spec", "prompts_sha256")
+IDENTITY = (*IDENTITY_BEFORE_LOAD, "model_config_hash", "model_weights")
 
 
-def summarise(store: RunStore) -> list[dict[str, Any]]:
-    """One row per condition: refusal rate with its Wilson interval, n, KL, over-refusal, flags."""
-    manifest = store.manifest()
-    incoherent = float(manifest.get("spec", {}).get("steering", {}).get("incoherent_kl", 2.0))
-    rows: dict[tuple[str, str], list[Row]] = {}
-    for row in store.rows():
-        rows.setdefault((row.condition, row.prompt_set), []).append(row)
-    out = []
-    for c in store.conditions():
-        harmful = rows.get((c["name"], "harmful"), [])
-        safe = rows.get((c["name"], "safe"), [])
-        kl_rows = rows.get((c["name"], "kl"), [])
-        rate = refusal_rate([r.refusal or 0 for r in harmful])
-        low, high = rate.interval
-        over = refusal_rate([r.refusal or 0 for r in safe])
-        kl = sum(r.score or 0.0 for r in kl_rows) / len(kl_rows) if kl_rows else float("nan")
-        flags = []
-        if kl > incoherent:
-            flags.append("incoherent")
-        if len(harmful) == 0:
-            flags.append("not run")
-        out.append(
-            {
-                "condition": c["name"],
-                "refusal_rate": round(rate.value, 4) if rate.n else float("nan"),
-                "ci_low": round(low, 4),
-                "ci_high": round(high, 4),
-                "n": rate.n,
-                "kl": round(kl, 4),
-                "over_refusal": round(over.value, 4) if over.n else float("nan"),
-                "over_refusal_n": over.n,
-                "group": c["group"],
-                "x": c["x"],
-                "seed": c["seed"],
-                "mode": c["mode"],
-                "flags": ";".join(flags),
-                "description": c["description"],
-            }
-        )
-    return out
-
-
-def export(store: RunStore) -> None:
-    summary = summarise(store)
-    with open(store.path / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS))
-        writer.writeheader()
-        writer.writerows(summary)
-    with open(store.path / "completions.jsonl", "w") as f:
-        for row in store.rows():
-            if row.prompt_set != "kl":
-                f.write(json.dumps(row.__dict__, ensure_ascii=False) + "\n")
+def prompts_fingerprint(spec: StudySpec) -> str:
+    """SHA-256 of the prompt sets' contents (an edited prompt file changes it; its path does not matter)."""
+    sets = {key: spec.prompt_set(key) for key in ("harmful", "harmless", "safe")}
+    return hashlib.sha256(json.dumps(sets, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
     """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
 
+    Every check that needs no weights runs first (spec, prompts, layer count, the output folder, and,
+    for a resumed run, that it is the same study); the weights' fingerprint is checked once loaded.
     The HTML report is the next module's job (``personagate.report.rebuild(out)``; the CLI does both).
     """
     model_id, _, splits = prepare(spec, model)
-    started = time.perf_counter()
-    chat = load_model(model_id, device=spec["model"]["device"], dtype=spec["model"]["dtype"])
-    manifest = {
+    out = Path(out)
+    check_run_dir(out)
+    manifest: dict[str, Any] = {
         "package_version": __version__,
-        "model": chat.name,
-        "model_config_hash": chat.config_hash(),
-        "model_info": chat.info,
-        "spec": spec.data,
-        "spec_source": spec.source,
-        "seeds": {"random_directions": spec["directions"]["random_seeds"], "generation": "greedy"},
-        "device": str(chat.device),
-        "dtype": str(chat.dtype),
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spec": spec.to_dict(),
+        "prompts_sha256": prompts_fingerprint(spec),
     }
-    with RunStore(out) as store:
-        resumed = store.start(manifest, ("spec", "model_config_hash", "package_version"))
+    store: RunStore | None = None
+    try:
+        if (out / "run.sqlite").exists():  # a resume: refuse a different study before spending a model load
+            store = RunStore(out)
+            store.lock()
+            store.check_identity(manifest, IDENTITY_BEFORE_LOAD)
+        started = time.perf_counter()
+        chat = load_model(model_id, device=spec.model.device, dtype=spec.model.dtype)
+        manifest.update(
+            {
+                "model": chat.name,
+                "model_config_hash": chat.config_hash(),
+                "model_weights": chat.weights_fingerprint(),
+                "model_info": chat.info,
+                "spec_source": spec.source,
+                "seeds": {"random_directions": spec.directions.random_seeds, "generation": "greedy"},
+                "device": str(chat.device),
+                "dtype": str(chat.dtype),
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        if store is None:
+            store = RunStore(out)
+            store.lock()
+        resumed = store.start(manifest, IDENTITY)
         if resumed and progress:
             print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
         StudyRunner(spec, chat, store, splits, progress).run()
         store.set_fact("seconds_last_session", time.perf_counter() - started)
         export(store)
-    return Path(out)
+    finally:
+        if store is not None:
+            store.close()
+    return out

@@ -3,11 +3,16 @@
 Rows are written one batch per transaction with (condition, prompt_set, prompt_id) as the primary
 key, so a run killed at any moment loses at most the batch in flight and never records one twice;
 re-running the same command skips what is already there.
+
+A store is never trusted blindly: an empty, truncated, garbage or foreign ``run.sqlite`` is reported
+in one line and left as it is (never rebuilt over, never exported over), and a lock file refuses a
+second run writing into the same directory at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ CREATE TABLE IF NOT EXISTS conditions (
 );
 CREATE TABLE IF NOT EXISTS rows (
     condition TEXT NOT NULL, prompt_set TEXT NOT NULL, prompt_id INTEGER NOT NULL,
-    text TEXT, refusal INTEGER, score REAL,
+    text TEXT, refusal INTEGER, score REAL, kl REAL, judge INTEGER,
     PRIMARY KEY (condition, prompt_set, prompt_id)
 );
 CREATE TABLE IF NOT EXISTS readout (condition TEXT NOT NULL, layer INTEGER NOT NULL, value REAL NOT NULL,
@@ -35,25 +40,93 @@ CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class Row:
+    """One (condition, prompt) measurement: a reply and its refusal flag, a first-token refusal score
+    (log-odds), or a first-token KL from the unsteered model (prompt set ``kl``)."""
+
     condition: str
     prompt_set: str
     prompt_id: int
-    text: str | None
-    refusal: int | None
-    score: float | None
+    text: str | None = None
+    refusal: int | None = None
+    score: float | None = None
+    kl: float | None = None
+    judge: int | None = None  # the optional judge's refusal flag for a generated reply
+
+
+TABLES = {"manifest", "conditions", "rows", "readout", "facts"}
+ROW_COLUMNS = ["condition", "prompt_set", "prompt_id", "text", "refusal", "score", "kl", "judge"]
+EXPORTS = ("summary.csv", "verdicts.csv", "completions.jsonl", "report.html")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_run_dir(path: Path) -> None:
+    """A path a run can write into: a folder (or nothing yet) whose parent is writable."""
+    if path.exists() and not path.is_dir():
+        raise PersonagateError(f"--out {path} is a file; give a folder for the run")
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path.cwd())
+    if not probe.is_dir():
+        raise PersonagateError(f"--out {path}: {probe} is a file, so the folder cannot be made")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PersonagateError(f"--out {path}: no permission to write in {probe}")
 
 
 class RunStore:
-    """A run directory; open with ``RunStore(path)``; ``close()`` when done (or use ``with``)."""
+    """A run directory; ``RunStore(path)`` opens or creates one, ``RunStore(path, create=False)`` only
+    opens an existing run (``report``); ``close()`` when done (or use ``with``)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path / "run.sqlite", timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        database = self.path / "run.sqlite"
+        if create:
+            check_run_dir(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not database.is_file():
+            raise PersonagateError(f"{self.path} is not a personagate run directory (no run.sqlite)")
+        _check_database_file(database, self.path, create)
+        self._lock: Any = None
+        try:
+            self.db = sqlite3.connect(database, timeout=30)
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and not tables >= TABLES:
+                raise PersonagateError(
+                    f"{database} is an SQLite database of something else (tables {', '.join(sorted(tables))}); "
+                    "it is left as it is: choose another --out"
+                )
+            columns = [row[1] for row in self.db.execute("PRAGMA table_info(rows)")]
+            if columns and columns != ROW_COLUMNS:
+                raise PersonagateError(
+                    f"{database} was written by another version of personagate (its rows have columns "
+                    f"{', '.join(columns)}); start a fresh run in another --out"
+                )
+            if self.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            if create:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self.db.commit()
+            elif not tables or not self.manifest():
+                raise PersonagateError(f"{database} holds no run yet (no manifest); nothing to report")
+        except sqlite3.DatabaseError as exc:
+            raise PersonagateError(
+                f"{database} is damaged ({exc}); it is left as it is: start a fresh run in another --out"
+            ) from None
+
+    def lock(self) -> None:
+        """Hold the run directory for this process; a second run on it is refused in one line."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover (no advisory locks on Windows)
+            return
+        handle = open(self.path / ".lock", "a+")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise PersonagateError(
+                f"another personagate run is writing into {self.path}; wait for it to finish or choose another --out"
+            ) from None
+        self._lock = handle
 
     def __enter__(self) -> RunStore:
         return self
@@ -63,6 +136,9 @@ class RunStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # --- manifest ---------------------------------------------------------------------------------
 
@@ -74,17 +150,24 @@ class RunStore:
 
         Returns True when resuming. ``identity_keys`` must match for a resume (spec, model hash, ...).
         """
+        if self.check_identity(manifest, identity_keys):
+            return True
+        with self.db:
+            self.db.executemany("INSERT INTO manifest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in manifest.items()])
+        (self.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return False
+
+    def check_identity(self, manifest: dict[str, Any], identity_keys: Sequence[str]) -> bool:
+        """True when this store already holds a run, after checking it is the same study on ``identity_keys``."""
         existing = self.manifest()
         if existing:
             for key in identity_keys:
                 if existing.get(key) != manifest.get(key):
                     raise PersonagateError(
-                        f"{self.path} holds a different run ({key} differs); choose another --out directory"
+                        f"{self.path} holds a different run: {_difference(key, existing.get(key), manifest.get(key))}; "
+                        "resuming would mix the two, so start a fresh run in another --out"
                     )
             return True
-        with self.db:
-            self.db.executemany("INSERT INTO manifest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in manifest.items()])
-        (self.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return False
 
     def set_fact(self, key: str, value: Any) -> None:
@@ -98,12 +181,12 @@ class RunStore:
     # --- conditions and rows ----------------------------------------------------------------------
 
     def add_condition(
-        self, name: str, position: int, group: str, x: float | None, seed: int | None, description: str, mode: str
+        self, name: str, position: int, group: str, axis: float | None, seed: int | None, description: str, mode: str
     ) -> None:
         with self.db:
             self.db.execute(
                 "INSERT OR IGNORE INTO conditions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, position, group, x, seed, description, mode),
+                (name, position, group, axis, seed, description, mode),
             )
 
     def conditions(self) -> list[dict[str, Any]]:
@@ -123,12 +206,12 @@ class RunStore:
         """One transaction: all of these rows, or none of them."""
         with self.db:
             self.db.executemany(
-                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.condition, r.prompt_set, r.prompt_id, r.text, r.refusal, r.score) for r in rows],
+                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.condition, r.prompt_set, r.prompt_id, r.text, r.refusal, r.score, r.kl, r.judge) for r in rows],
             )
 
     def rows(self, condition: str | None = None, prompt_set: str | None = None) -> list[Row]:
-        query, args = "SELECT condition, prompt_set, prompt_id, text, refusal, score FROM rows WHERE 1=1", []
+        query, args = "SELECT condition, prompt_set, prompt_id, text, refusal, score, kl, judge FROM rows WHERE 1=1", []
         if condition is not None:
             query, args = query + " AND condition = ?", [*args, condition]
         if prompt_set is not None:
@@ -149,3 +232,36 @@ class RunStore:
         ):
             out.setdefault(condition, []).append(value)
         return out
+
+
+def _check_database_file(database: Path, folder: Path, create: bool) -> None:
+    """Refuse a run.sqlite that cannot be ours before SQLite touches it (SQLite would happily start
+    a new database over a zero-byte file, and an export would then overwrite good results)."""
+    if not database.exists():
+        return
+    with open(database, "rb") as f:
+        head = f.read(len(_SQLITE_HEADER))
+    if not head:
+        results = [name for name in EXPORTS if (folder / name).exists()]
+        if not create or results or (folder / "manifest.json").exists():
+            raise PersonagateError(
+                f"{database} is empty although the run directory holds results; it was damaged and is left "
+                "as it is: start a fresh run in another --out"
+            )
+        return
+    if head != _SQLITE_HEADER:
+        raise PersonagateError(f"{database} is not an SQLite database; it is left as it is: choose another --out")
+
+
+def _difference(key: str, old: Any, new: Any) -> str:
+    """Which part of a manifest entry differs, in words."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for sub in sorted(old.keys() | new.keys()):
+            if old.get(sub) != new.get(sub):
+                return _difference(f"{key}.{sub}", old.get(sub), new.get(sub))
+    return f"{key} was {_short(old)}, now {_short(new)}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -84,6 +84,49 @@ def cache_root() -> Path:
     return Path(base) / "personagate"
 
 
+def writable_cache_root(root: Path) -> Path:
+    """``root``, created if needed and checked writable; a file there or no permission is a one-line error."""
+    where = f"the model cache {root} (set {CACHE_ENV} to move it)"
+    if root.exists() and not root.is_dir():
+        raise PersonagateError(f"{where} is a file, not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise PersonagateError(f"{where} is not writable: {exc.strerror or exc}") from None
+    return root
+
+
+def remove_stale_builds(root: Path) -> None:
+    """Build folders left by a killed build (``.build-*``) are removed before the next one starts.
+
+    A live build holds its folder's lock file; only unlocked folders are removed, so two processes
+    building at once do not delete each other's work.
+    """
+    for folder in root.glob(".build-*"):
+        lock = folder / ".lock"
+        try:
+            with open(lock, "a") as handle:
+                if not _try_lock(handle):
+                    continue  # another process is building in it
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _try_lock(handle) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows: no advisory locks; never remove a folder in use)
+        return False
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 def locate_parts(bundle: BundledModel) -> list[Path]:
     """Paths of the installed part files, without importing their packages."""
     paths = []
@@ -179,12 +222,13 @@ def _manifest_files(folder: Path, bundle: BundledModel) -> dict[str, dict] | Non
 
 def build_cache(bundle: BundledModel, root: Path | None = None, parts: list[Path] | None = None) -> Path:
     """Assemble, verify, convert and save ``bundle``; returns the cache folder. Atomic: a killed build leaves none."""
-    root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_cache_root(root or cache_root())
     final = root / bundle.cache_key
     parts = parts if parts is not None else locate_parts(bundle)
+    remove_stale_builds(root)
     print(f"personagate: building the {bundle.name} cache in {final} (once, about a minute)", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
+    with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp, open(Path(tmp) / ".lock", "w") as lock:
+        _try_lock(lock)  # held while building: a concurrent build's cleanup leaves this folder alone
         gguf = Path(tmp) / "model.gguf"
         assemble_gguf(parts, bundle.size, bundle.sha256, gguf)
         folder = Path(tmp) / "hf"
@@ -219,7 +263,10 @@ def load_cached(
 
     def verify() -> None:
         for name, meta in files.items():
-            if file_sha256(folder / name) != meta["sha256"]:
+            try:
+                if file_sha256(folder / name) != meta["sha256"]:
+                    mismatched.append(name)
+            except OSError:  # deleted or unreadable while loading: as damaged as a wrong hash
                 mismatched.append(name)
 
     checker = threading.Thread(target=verify, name="personagate-cache-verify")

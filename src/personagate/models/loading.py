@@ -61,6 +61,11 @@ class ChatModel:
         """Short hash of the model config: what a direction file records to refuse the wrong model."""
         return config_hash(self.model.config)
 
+    def weights_fingerprint(self) -> str:
+        """Short hash of the weights themselves (a sample of every tensor): tells a fine-tune from its
+        base model, which share a config."""
+        return weights_fingerprint(self.model)
+
 
 def config_hash(config: Any) -> str:
     keys = (
@@ -76,7 +81,42 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def check_device(device: str | None) -> None:
+    """A device string torch understands (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked
+    before anything loads; a missing accelerator is named too."""
+    if device in (None, "auto"):
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PersonagateError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise PersonagateError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise PersonagateError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+# Values sampled from each tensor for the weights fingerprint: enough that any real fine-tune or
+# re-quantisation changes it, few enough that a 7B model is fingerprinted in well under a second.
+_FINGERPRINT_SAMPLES = 4096
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) over every parameter's name, shape, dtype and an evenly strided sample
+    of its values (the same positions every time)."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+            sample = flat[::step][:_FINGERPRINT_SAMPLES].to("cpu", torch.float32).contiguous()
+            digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def resolve_device(device: str | None) -> torch.device:
+    check_device(device)
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -167,8 +207,6 @@ def load_model(
 
 def model_layer_count(spec: str) -> int | None:
     """The number of decoder blocks, read without loading weights (None when it cannot be read offline)."""
-    from personagate.models.bundled import BUNDLED
-
     if spec in BUNDLED:
         return BUNDLED[spec].n_layers
     path = Path(spec).expanduser()

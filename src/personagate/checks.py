@@ -1,0 +1,116 @@
+"""Strict checks of values a user wrote (TOML, flags, JSON): one place, one wording.
+
+TOML and JSON give Python values whose types are easy to misread: ``true`` is an ``int`` to
+Python, ``"no"`` is truthy, ``nan`` is a float. Every user-facing reader goes through these
+functions, so a bool is never a number, a string never a bool, and a number is finite unless
+said otherwise. ``where`` names the key (``steering.persona_coeffs[1]``, ``--add``) in the message.
+Text from a command-line flag may be given as ``text=True``: numbers are then parsed from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from personagate.errors import PersonagateError
+
+T = TypeVar("T")
+
+
+def number(
+    value: Any, where: str, *, text: bool = False, positive: bool = False, minimum: float | None = None
+) -> float:
+    """A finite int or float (never a bool); ``text=True`` also parses a string."""
+    if text and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise PersonagateError(f"{where}: {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PersonagateError(f"{where} must be a number, got {_show(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise PersonagateError(f"{where} must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise PersonagateError(f"{where} must be positive, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise PersonagateError(f"{where} must be at least {minimum:g}, got {value:g}")
+    return value
+
+
+def integer(value: Any, where: str, *, text: bool = False, minimum: int | None = None) -> int:
+    """An int (never a bool, never a float with a fraction); ``text=True`` also parses a string."""
+    if text and isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise PersonagateError(f"{where}: {value!r} is not an integer") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PersonagateError(f"{where} must be an integer, got {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise PersonagateError(f"{where} must be at least {minimum}, got {value}")
+    return value
+
+
+def boolean(value: Any, where: str, *, text: bool = False) -> bool:
+    """``true``/``false`` only; from a flag also ``yes``/``no``, ``1``/``0``."""
+    if text and isinstance(value, str):
+        table = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if value.strip().lower() in table:
+            return table[value.strip().lower()]
+    if not isinstance(value, bool):
+        raise PersonagateError(f"{where} must be true or false, got {_show(value)}")
+    return value
+
+
+def string(value: Any, where: str, *, choices: Sequence[str] | None = None, nonempty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise PersonagateError(f"{where} must be a string, got {_show(value)}")
+    if choices is not None and value not in choices:
+        raise PersonagateError(f"{where} = {value!r}; use one of {', '.join(choices)}")
+    if nonempty and not value.strip():
+        raise PersonagateError(f"{where} must not be empty")
+    return value
+
+
+def listing(value: Any, where: str, *, nonempty: bool = False) -> list[Any]:
+    if not isinstance(value, list):
+        raise PersonagateError(f"{where} must be a list, got {_show(value)}")
+    if nonempty and not value:
+        raise PersonagateError(f"{where} must list at least one value")
+    return value
+
+
+def table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PersonagateError(f"{where} must be a table, got {_show(value)}")
+    return value
+
+
+def known_keys(values: dict[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in values:
+        if key not in allowed:
+            raise PersonagateError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file's contents; missing, unreadable or non-UTF-8 files are one-line errors naming it."""
+    if not path.is_file():
+        raise PersonagateError(f"no such {what} file: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PersonagateError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    if b"\x00" in data[:4096]:
+        raise PersonagateError(f"{path} is a binary file, not a {what} file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PersonagateError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"

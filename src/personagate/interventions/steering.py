@@ -1,0 +1,218 @@
+"""``steer``: the only way to change a forward pass. Hooks, the steering handle, and the edit kernels.
+
+Sites (DESIGN.md): ``resid_pre[l]`` is edited by a forward hook on block ``l-1``'s output (a
+pre-hook on block 0 for ``l = 0``), registered *first* so that transformers' own
+``output_hidden_states`` recorder sees the edited stream; ``attn_out[l]`` / ``mlp_out[l]`` by
+forward hooks on the modules whose output block ``l`` adds to the stream.
+
+One program is the one-row case of several: ``steer(model, [p0, p1, ...])`` runs program
+``handle.row_programs[i]`` on batch row ``i`` (masks, not indexing), each program keeping its own
+order at every site. Every handle goes into a list created before anything is registered and all
+are removed in ``finally``: no hook survives the context, even when registration fails half-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from personagate.errors import PersonagateError
+from personagate.interventions.compile import Plan, compile_program, divergence_matrix
+from personagate.interventions.edits import Site, SiteEdit
+from personagate.interventions.ops import Op, Program
+from personagate.models.adapters import ArchitectureAdapter, adapter_for
+from personagate.models.loading import ChatModel, config_hash
+
+RowEdit = tuple[int, SiteEdit]  # (program index, edit)
+
+
+class Steering:
+    """The handle ``steer`` yields: which rows run which program, and which positions are prompt.
+
+    With left padding every row's prompt ends at the same padded index, so one prompt length serves
+    the batch. It is inferred from each forward pass that starts with an empty cache, or set with
+    ``set_prompt_length`` (e.g. when re-running prompt + generated tokens without a cache).
+    """
+
+    def __init__(self, n_programs: int, divergence: list[list[int]]) -> None:
+        self.n_programs = n_programs
+        self.divergence = divergence
+        self.prompt_length: int | None = None
+        self._inferred: int | None = None
+        self._offset = 0
+        self._rows: torch.Tensor | None = None
+
+    # --- rows -------------------------------------------------------------------------------------
+
+    def set_rows(self, program_ids: Sequence[int] | torch.Tensor, device: torch.device) -> None:
+        """The program index of every row of the batch about to run (ignored with one program)."""
+        if self.n_programs > 1:
+            self._rows = torch.as_tensor(program_ids, dtype=torch.long, device=device)
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Finished rows left the batch: keep the rows at ``index``."""
+        if self._rows is not None:
+            self._rows = self._rows[index]
+
+    def row_mask(self, program: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """``[B, 1, 1]``: 1 for rows running ``program``; None when every row runs it."""
+        if self.n_programs == 1:
+            return None
+        if self._rows is None:
+            raise PersonagateError("steering several programs: set the rows' programs (set_rows) before a forward pass")
+        return (self._rows == program).to(dtype).view(-1, 1, 1)
+
+    # --- positions --------------------------------------------------------------------------------
+
+    def set_prompt_length(self, length: int | None) -> None:
+        self.prompt_length = length
+
+    def observe(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Pre-hook on the backbone: how far into the sequence this forward pass starts."""
+        tokens = kwargs.get("input_ids")
+        if tokens is None:
+            tokens = kwargs.get("inputs_embeds")
+        if tokens is None and args:
+            tokens = args[0]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        self._offset = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        if self._offset == 0 and tokens is not None:
+            self._inferred = int(tokens.shape[1])
+
+    def prompt_mask(self, length: int, device: torch.device) -> torch.Tensor:
+        """Bool ``[length]``: True where the position in this forward pass holds a prompt token."""
+        prompt = self.prompt_length if self.prompt_length is not None else self._inferred
+        if prompt is None:
+            raise PersonagateError("a scoped op ran before any prompt was seen; call set_prompt_length")
+        positions = torch.arange(self._offset, self._offset + length, device=device)
+        return positions < prompt
+
+
+def apply_edits(hidden: torch.Tensor, edits: list[RowEdit], steering: Steering) -> torch.Tensor:
+    """Apply a site's edits in order, each confined to its program's rows and its token scope.
+
+    Two kernels per clamp (a GEMV and a fused multiply-subtract): in fp32 the removal is exact to
+    rounding; in bf16 the coefficient carries bf16 precision.
+    """
+    positions: torch.Tensor | None = None
+    for program, edit in edits:
+        vector = edit.cast(hidden.dtype)
+        weight = steering.row_mask(program, hidden.dtype)
+        if edit.scope != "all":
+            if positions is None:
+                positions = steering.prompt_mask(hidden.shape[-2], hidden.device)
+            keep = (positions if edit.scope == "prompt" else ~positions).unsqueeze(-1).to(hidden.dtype)
+            weight = keep if weight is None else weight * keep
+        if edit.kind == "add":
+            hidden = hidden + vector if weight is None else torch.addcmul(hidden, weight, vector)
+        else:
+            coef = (hidden @ vector).unsqueeze(-1)
+            if edit.value:
+                coef = coef - edit.value
+            if weight is not None:
+                coef = coef * weight
+            hidden = torch.addcmul(hidden, coef, vector, value=-1)
+    return hidden
+
+
+def _output_hook(edits: list[RowEdit], steering: Steering):
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (apply_edits(output[0], edits, steering), *output[1:])
+        return apply_edits(output, edits, steering)
+
+    return hook
+
+
+def _input_hook(edits: list[RowEdit], steering: Steering):
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            return (apply_edits(args[0], edits, steering), *args[1:]), kwargs
+        kwargs = dict(kwargs)
+        kwargs["hidden_states"] = apply_edits(kwargs["hidden_states"], edits, steering)
+        return args, kwargs
+
+    return hook
+
+
+def _unwrap(model: ChatModel | nn.Module, adapter: ArchitectureAdapter | None) -> tuple[nn.Module, ArchitectureAdapter]:
+    if isinstance(model, ChatModel):
+        return model.model, adapter or model.adapter
+    return model, adapter_for(model, adapter)
+
+
+def _as_programs(program: Program | Sequence[Op] | Sequence[Program]) -> list[Program]:
+    if isinstance(program, Program):
+        return [program]
+    items = list(program)
+    if items and all(isinstance(p, Program) for p in items):
+        return items  # type: ignore[return-value]
+    return [Program(items)]  # type: ignore[arg-type]
+
+
+@contextmanager
+def steer(
+    model: ChatModel | nn.Module,
+    program: Program | Sequence[Op] | Sequence[Program],
+    *,
+    adapter: ArchitectureAdapter | None = None,
+    force: bool = False,
+) -> Iterator[Steering]:
+    """Apply ``program`` to every forward pass of ``model`` inside the ``with`` block, and only there.
+
+    A list of programs runs one program per batch row (``handle.set_rows``): conditions of a grid
+    side by side in one batch, each row untouched by the other rows' programs. On a CPU, decoding
+    streams every weight once per step whatever the batch, so that divides the decode cost by the
+    number of conditions.
+    """
+    programs = _as_programs(program)
+    module, adapter = _unwrap(model, adapter)
+    blocks = adapter.get_blocks(module)
+    n_layers, hidden = len(blocks), int(module.config.hidden_size)
+    device = next(module.parameters()).device
+    model_hash = config_hash(module.config)
+    plans = [compile_program(p, n_layers, hidden, device, model_hash=model_hash, force=force) for p in programs]
+    sites: dict[Site, list[RowEdit]] = {}
+    for index, plan in enumerate(plans):
+        for site, edits in plan.sites.items():
+            sites.setdefault(site, []).extend((index, edit) for edit in edits)
+    divergence = divergence_matrix(plans, n_layers) if len(plans) > 1 else [[n_layers + 1]]
+    steering = Steering(len(plans), divergence)
+    handles: list[RemovableHandle] = []
+    try:
+        _register(module, adapter, blocks, sites, plans, steering, handles)
+        yield steering
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _register(
+    module: nn.Module,
+    adapter: ArchitectureAdapter,
+    blocks: nn.ModuleList,
+    sites: dict[Site, list[RowEdit]],
+    plans: Sequence[Plan],
+    steering: Steering,
+    handles: list[RemovableHandle],
+) -> None:
+    """Register one hook per site (appending each handle as soon as it exists, for the caller's finally)."""
+    if any(plan.needs_positions for plan in plans):
+        backbone = adapter.get_backbone(module)
+        handles.append(backbone.register_forward_pre_hook(steering.observe, with_kwargs=True, prepend=True))
+    for (kind, layer), edits in sorted(sites.items(), key=lambda item: (item[0][1], item[0][0])):
+        if kind == "resid_pre" and layer == 0:
+            handles.append(
+                blocks[0].register_forward_pre_hook(_input_hook(edits, steering), with_kwargs=True, prepend=True)
+            )
+        elif kind == "resid_pre":
+            handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering), prepend=True))
+        else:
+            block = blocks[layer]
+            target = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
+            handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))

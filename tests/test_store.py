@@ -1,0 +1,51 @@
+"""The run store: one transaction per batch, no row twice, resume identity, facts and readout."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from personagate import PersonagateError
+from personagate.experiments.store import Row, RunStore
+
+
+def test_rows_round_trip_and_a_batch_is_all_or_nothing(tmp_path):
+    with RunStore(tmp_path / "run") as store:
+        store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate")
+        store.add_condition("baseline", 5, "other", 1.0, 2, "ignored: first one wins", "first_token")
+        store.write_rows([Row("baseline", "harmful", 0, text="No.", refusal=1), Row("baseline", "kl", 0, kl=0.25)])
+        with pytest.raises(sqlite3.IntegrityError):  # a row already there: the whole batch is rejected
+            store.write_rows([Row("baseline", "harmful", 1, text="Sure", refusal=0), Row("baseline", "harmful", 0)])
+        assert store.done_ids("baseline", "harmful") == {0}
+        rows = store.rows("baseline")
+        assert [r.prompt_set for r in rows] == ["harmful", "kl"] and rows[1].kl == 0.25 and rows[1].score is None
+        assert store.conditions() == [
+            {
+                "name": "baseline",
+                "position": 0,
+                "group": "baseline",
+                "x": None,
+                "seed": None,
+                "description": "no intervention",
+                "mode": "generate",
+            }
+        ]
+
+
+def test_resume_checks_identity(tmp_path):
+    with RunStore(tmp_path) as store:
+        assert store.start({"spec": {"a": 1}, "model": "m"}, ("spec",)) is False
+    with RunStore(tmp_path) as store:
+        assert store.start({"spec": {"a": 1}, "model": "other"}, ("spec",)) is True
+        with pytest.raises(PersonagateError, match="spec.a was 1, now 2"):
+            store.start({"spec": {"a": 2}}, ("spec",))
+
+
+def test_facts_and_readout(tmp_path):
+    with RunStore(tmp_path) as store:
+        store.set_fact("persona_coeff", 4.0)
+        store.set_fact("persona_coeff", 2.0)
+        assert store.fact("persona_coeff") == 2.0 and store.fact("missing", "d") == "d"
+        store.write_readout("baseline", [0.5, 1.5])
+        assert store.readout() == {"baseline": [0.5, 1.5]}
