@@ -38,7 +38,7 @@ def test_resume_checks_identity(tmp_path):
         assert store.start({"spec": {"a": 1}, "model": "m"}, ("spec",)) is False
     with RunStore(tmp_path) as store:
         assert store.start({"spec": {"a": 1}, "model": "other"}, ("spec",)) is True
-        with pytest.raises(PersonagateError, match="spec.a was 1, now 2"):
+        with pytest.raises(PersonagateError, match=r"spec\.a was 1, now 2"):
             store.start({"spec": {"a": 2}}, ("spec",))
 
 

@@ -120,6 +120,17 @@ def random_direction(
     Gram-Schmidt-orthogonalised against ``orthogonal_to`` at that layer, then scaled to the norm of
     the vector it stands in for.
     """
+    for other in orthogonal_to:
+        if other.hidden_size != like.hidden_size:
+            raise PersonagateError(
+                f"cannot orthogonalise against {other.name!r}: hidden size {other.hidden_size}, "
+                f"but {like.name!r} has {like.hidden_size}; they belong to different models"
+            )
+        if like.per_layer and other.per_layer and other.vectors.shape[0] != like.vectors.shape[0]:
+            raise PersonagateError(
+                f"cannot orthogonalise against {other.name!r}: {other.vectors.shape[0]} layers, "
+                f"but {like.name!r} has {like.vectors.shape[0]}; they belong to different models"
+            )
     generator = torch.Generator().manual_seed(seed)
     rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0)
     out = torch.empty_like(rows)

@@ -63,10 +63,16 @@ def program_from_args(program_file: Path | None, flags: list[tuple[str, str]]) -
     return program.then(*ops)
 
 
-def load_prompts_or_flags(prompts: list[str] | None, path: Path | None, field: str | None) -> list[str]:
-    from personagate.prompts import load_prompts
+def load_prompts_or_flags(
+    prompts: list[str] | None, path: Path | None, field: str | None, max_chars: int | None = None
+) -> list[str]:
+    from personagate.prompts import MAX_PROMPT_CHARS, check_prompt_lengths, load_prompts
 
-    texts = list(prompts) if prompts else load_prompts(path, field) if path else []
+    limit = max_chars or MAX_PROMPT_CHARS
+    if prompts:
+        texts = check_prompt_lengths(list(prompts), "--prompt", limit)
+    else:
+        texts = load_prompts(path, field, max_chars=limit) if path else []
     if not texts:
         raise PersonagateError("no prompts given; pass --prompt TEXT or --prompts FILE")
     return texts

@@ -95,32 +95,52 @@ class ChatFormatter:
         return n
 
 
-def load_prompts(path: str | Path, field: str | None = None) -> list[str]:
+# The longest prompt accepted, in characters: a chat prompt is a few hundred; a multi-megabyte line
+# is a wrong file, and tokenising and running it would take minutes before failing.
+MAX_PROMPT_CHARS = 20_000
+
+
+def check_prompt_lengths(prompts: list[str], where: str, max_chars: int = MAX_PROMPT_CHARS) -> list[str]:
+    for index, prompt in enumerate(prompts):
+        if len(prompt) > max_chars:
+            raise PersonagateError(
+                f"{where}: prompt {index} has {len(prompt):,} characters, over the limit of {max_chars:,}; "
+                "shorten it or raise the limit (--max-prompt-chars, or prompts.max_chars in a spec)"
+            )
+        if not prompt.strip():
+            raise PersonagateError(f"{where}: prompt {index} is empty")
+    return prompts
+
+
+def load_prompts(path: str | Path, field: str | None = None, *, max_chars: int = MAX_PROMPT_CHARS) -> list[str]:
     """Prompts from a file: ``.txt`` (one per line), ``.json`` (list of strings or objects), ``.jsonl``,
     or ``.csv``; objects are read at ``field`` or the first of instruction/prompt/goal/text."""
     import csv
+    import io
+
+    from personagate.checks import read_text
 
     p = Path(path)
-    if not p.is_file():
-        raise PersonagateError(f"no such prompt file: {path}")
     suffix = p.suffix.lower()
+    if suffix not in (".txt", ".json", ".jsonl", ".csv"):
+        if not p.is_file():
+            raise PersonagateError(f"no such prompt file: {path}")
+        raise PersonagateError(f"unknown prompt file type {suffix!r}; use .txt, .json, .jsonl or .csv")
+    text = read_text(p, "prompt")
     try:
         if suffix == ".txt":
-            rows: list[Any] = [line for line in p.read_text().splitlines() if line.strip()]
+            rows: list[Any] = [line for line in text.splitlines() if line.strip()]
         elif suffix == ".json":
-            rows = json.loads(p.read_text())
+            rows = json.loads(text)
         elif suffix == ".jsonl":
-            rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-        elif suffix == ".csv":
-            with open(p, newline="") as f:
-                rows = list(csv.DictReader(f))
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
-            raise PersonagateError(f"unknown prompt file type {suffix!r}; use .txt, .json, .jsonl or .csv")
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (ValueError, csv.Error) as exc:
         raise PersonagateError(f"could not parse {path}: {exc}") from None
     if not isinstance(rows, list):
         raise PersonagateError(f"{path} must hold a list of prompts")
-    return [_prompt_text(row, field, path) for row in rows]
+    return check_prompt_lengths([_prompt_text(row, field, path) for row in rows], str(path), max_chars)
 
 
 def _prompt_text(row: Any, field: str | None, path: str | Path) -> str:
@@ -186,14 +206,16 @@ def builtin_prompts(name: str) -> list[str]:
     return list(data[name])
 
 
-def resolve_prompt_source(source: str, base: Path | None = None, field: str | None = None) -> list[str]:
+def resolve_prompt_source(
+    source: str, base: Path | None = None, field: str | None = None, max_chars: int = MAX_PROMPT_CHARS
+) -> list[str]:
     """``builtin:NAME`` or a prompt file path (relative paths resolve against ``base``)."""
     if source.startswith(BUILTIN_PREFIX):
         return builtin_prompts(source[len(BUILTIN_PREFIX) :])
     path = Path(source).expanduser()
     if not path.is_absolute() and base is not None:
         path = base / path
-    return load_prompts(path, field)
+    return load_prompts(path, field, max_chars=max_chars)
 
 
 def load_xstest_safe(path: Path) -> list[str]:

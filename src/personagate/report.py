@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from personagate.experiments import groups
-from personagate.experiments.results import SUMMARY_COLUMNS, export, judge_agreement, summarise, write_atomically
+from personagate.experiments.results import SUMMARY_COLUMNS, export, judge_agreement, summarise
 from personagate.experiments.store import RunStore
+from personagate.outputs import write_atomically
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45}

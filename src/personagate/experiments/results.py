@@ -7,17 +7,13 @@ never torch, the model or the generation code behind the runner.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from personagate.experiments import groups
 from personagate.experiments.store import Row, RunStore
+from personagate.outputs import write_atomically
 from personagate.scoring.rates import refusal_rate
 
 SUMMARY_COLUMNS = (
@@ -90,19 +86,6 @@ def judge_agreement(store: RunStore) -> dict[str, tuple[int, int]]:
         agree, n = out.get(group_of[row.condition], (0, 0))
         out[group_of[row.condition]] = (agree + int(row.judge == row.refusal), n + 1)
     return out
-
-
-def write_atomically(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
-    """Write a file through a temporary sibling renamed into place only once complete, so a crash or
-    a kill never leaves a half-written export where the last good one was."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
-            write(f)  # type: ignore[arg-type]
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def export(store: RunStore) -> None:

@@ -7,27 +7,19 @@ nothing done is lost and nothing is done twice.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import platform
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from personagate._version import __version__
 from personagate.directions import Direction, cosine_by_layer, random_direction
-from personagate.errors import PersonagateError
 from personagate.experiments import groups
 from personagate.experiments.conditions import Condition, first_stage, persona_op, second_stage, sliding_windows
-from personagate.experiments.results import export, summarise
+from personagate.experiments.results import summarise
 from personagate.experiments.spec import StudySpec
-from personagate.experiments.store import Row, RunStore, check_run_dir
+from personagate.experiments.splits import PromptSplits
+from personagate.experiments.store import Row, RunStore
 from personagate.extraction import (
     PersonaSet,
     RefusalSelection,
@@ -39,59 +31,11 @@ from personagate.extraction import (
 )
 from personagate.generation import generate_grid, next_token_logits, next_token_logits_grid
 from personagate.interventions import Ablate, Program, Window
-from personagate.models.loading import ChatModel, load_model, model_layer_count
+from personagate.models.loading import ChatModel
 from personagate.prompts import ChatFormatter
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.judge import make_judge
 from personagate.scoring.phrases import is_refusal
-
-
-@dataclass
-class PromptSplits:
-    harmful_train: list[str]
-    harmful_val: list[str]
-    harmful_test: list[str]
-    harmless_train: list[str]
-    harmless_val: list[str]
-    harmless_kl: list[str]
-    safe: list[str]
-
-
-def split_prompts(spec: StudySpec) -> PromptSplits:
-    p = spec.prompts
-    harmful, harmless, safe = spec.prompt_set("harmful"), spec.prompt_set("harmless"), spec.prompt_set("safe")
-    need_harmful = p.n_train + p.n_val + p.n_test
-    need_harmless = p.n_train + p.n_val + p.n_kl
-    if len(harmful) < need_harmful:
-        raise PersonagateError(
-            f"prompts.harmful has {len(harmful)} prompts but n_train + n_val + n_test = "
-            f"{need_harmful}; lower them or give a larger set"
-        )
-    if len(harmless) < need_harmless:
-        raise PersonagateError(
-            f"prompts.harmless has {len(harmless)} prompts but n_train + n_val + n_kl = "
-            f"{need_harmless}; lower them or give a larger set"
-        )
-    a, b = p.n_train, p.n_train + p.n_val
-    return PromptSplits(
-        harmful[:a],
-        harmful[a:b],
-        harmful[b:need_harmful],
-        harmless[:a],
-        harmless[a:b],
-        harmless[b:need_harmless],
-        safe[: p.n_safe],
-    )
-
-
-def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]:
-    """Every check that needs no weights: the spec, the prompt files, the layer count from the config."""
-    model_id = model or spec.model.id
-    splits = split_prompts(spec)
-    n_layers = model_layer_count(model_id)
-    if n_layers is not None:
-        spec.check_layers(n_layers)
-    return model_id, n_layers or 0, splits
 
 
 class StudyRunner:
@@ -371,68 +315,3 @@ CONDITIONS_PER_BATCH = 8
 
 def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-
-
-# What must be the same for a run directory to be resumed: everything that decides a result.
-IDENTITY_BEFORE_LOAD = ("package_version", "spec", "prompts_sha256")
-IDENTITY = (*IDENTITY_BEFORE_LOAD, "model_config_hash", "model_weights")
-
-
-def prompts_fingerprint(spec: StudySpec) -> str:
-    """SHA-256 of the prompt sets' contents (an edited prompt file changes it; its path does not matter)."""
-    sets = {key: spec.prompt_set(key) for key in ("harmful", "harmless", "safe")}
-    return hashlib.sha256(json.dumps(sets, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
-    """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
-
-    Every check that needs no weights runs first (spec, prompts, layer count, the output folder, and,
-    for a resumed run, that it is the same study); the weights' fingerprint is checked once loaded.
-    The HTML report is the next module's job (``personagate.report.rebuild(out)``; the CLI does both).
-    """
-    model_id, _, splits = prepare(spec, model)
-    out = Path(out)
-    check_run_dir(out)
-    manifest: dict[str, Any] = {
-        "package_version": __version__,
-        "spec": spec.to_dict(),
-        "prompts_sha256": prompts_fingerprint(spec),
-    }
-    store: RunStore | None = None
-    try:
-        if (out / "run.sqlite").exists():  # a resume: refuse a different study before spending a model load
-            store = RunStore(out)
-            store.lock()
-            store.check_identity(manifest, IDENTITY_BEFORE_LOAD)
-        started = time.perf_counter()
-        chat = load_model(model_id, device=spec.model.device, dtype=spec.model.dtype)
-        manifest.update(
-            {
-                "model": chat.name,
-                "model_config_hash": chat.config_hash(),
-                "model_weights": chat.weights_fingerprint(),
-                "model_info": chat.info,
-                "spec_source": spec.source,
-                "seeds": {"random_directions": spec.directions.random_seeds, "generation": "greedy"},
-                "device": str(chat.device),
-                "dtype": str(chat.dtype),
-                "torch": torch.__version__,
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
-        if store is None:
-            store = RunStore(out)
-            store.lock()
-        resumed = store.start(manifest, IDENTITY)
-        if resumed and progress:
-            print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
-        StudyRunner(spec, chat, store, splits, progress).run()
-        store.set_fact("seconds_last_session", time.perf_counter() - started)
-        export(store)
-    finally:
-        if store is not None:
-            store.close()
-    return out

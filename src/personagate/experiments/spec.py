@@ -63,6 +63,7 @@ class PromptsSection:
     n_test: int = field(metadata=POSITIVE)
     n_kl: int = field(metadata=POSITIVE)
     n_safe: int = field(metadata=POSITIVE)
+    max_chars: int = field(metadata=POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,12 @@ class StudySpec:
                     Window.parse(text).resolve(n_layers)
                 except PersonagateError as exc:
                     raise PersonagateError(f"steering.{key}: {exc}") from None
+        resolved = [Window.parse(text).resolve(n_layers) for text in self.steering.reintroduce_windows]
+        if len(set(resolved)) != len(resolved):
+            raise PersonagateError(
+                f"steering.reintroduce_windows {self.steering.reintroduce_windows} resolve to the same blocks twice "
+                f"on a model of {n_layers} blocks; every window names a condition, so each must differ"
+            )
 
     # --- accessors --------------------------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class StudySpec:
         try:
             if source.startswith("xstest:"):
                 return load_xstest_safe(self.path(source[len("xstest:") :]))
-            return resolve_prompt_source(source, self.base, self.prompts.field or None)
+            return resolve_prompt_source(source, self.base, self.prompts.field or None, self.prompts.max_chars)
         except PersonagateError as exc:
             raise PersonagateError(f"prompts.{key}: {exc}") from None
 

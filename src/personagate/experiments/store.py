@@ -12,7 +12,6 @@ second run writing into the same directory at once.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from personagate.errors import PersonagateError
+from personagate.outputs import check_output_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,17 +59,6 @@ EXPORTS = ("summary.csv", "verdicts.csv", "completions.jsonl", "report.html")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_run_dir(path: Path) -> None:
-    """A path a run can write into: a folder (or nothing yet) whose parent is writable."""
-    if path.exists() and not path.is_dir():
-        raise PersonagateError(f"--out {path} is a file; give a folder for the run")
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path.cwd())
-    if not probe.is_dir():
-        raise PersonagateError(f"--out {path}: {probe} is a file, so the folder cannot be made")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PersonagateError(f"--out {path}: no permission to write in {probe}")
-
-
 class RunStore:
     """A run directory; ``RunStore(path)`` opens or creates one, ``RunStore(path, create=False)`` only
     opens an existing run (``report``); ``close()`` when done (or use ``with``)."""
@@ -78,7 +67,7 @@ class RunStore:
         self.path = Path(path)
         database = self.path / "run.sqlite"
         if create:
-            check_run_dir(self.path)
+            check_output_dir(self.path)
             self.path.mkdir(parents=True, exist_ok=True)
         elif not database.is_file():
             raise PersonagateError(f"{self.path} is not a personagate run directory (no run.sqlite)")

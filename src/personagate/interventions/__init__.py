@@ -3,7 +3,8 @@ and the hooks with their steering handle (``steering``)."""
 
 from personagate.interventions.compile import Plan, compile_program, divergence_matrix
 from personagate.interventions.edits import SCOPES, Scope, Site, SiteEdit, SiteKind
-from personagate.interventions.ops import OPS, Ablate, Add, Clamp, Op, Program, op_from_flag, op_from_table
+from personagate.interventions.ops import OPS, Ablate, Add, Clamp, Op
+from personagate.interventions.program import Program, op_from_flag, op_from_table
 from personagate.interventions.steering import Steering, steer
 from personagate.interventions.windows import LayerSpec, Window, range_text, resolve_layers
 

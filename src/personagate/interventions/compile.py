@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from personagate.interventions.edits import Site, SiteEdit, boundary
-from personagate.interventions.ops import Program
+from personagate.interventions.program import Program
 
 
 @dataclass

@@ -12,7 +12,7 @@ and its tests: program files, study conditions and the CLI flags (``--KIND``) pi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,8 +21,9 @@ import torch
 from personagate import checks
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.interventions.edits import SCOPES, Scope, Site, SiteEdit
-from personagate.interventions.windows import LayerSpec, Window, range_text, resolve_layers
+from personagate.interventions import fields
+from personagate.interventions.edits import Scope, Site, SiteEdit
+from personagate.interventions.windows import LayerSpec, Window, resolve_layers
 
 Resolver = Callable[[str], Direction]
 OPS: dict[str, type[Op]] = {}
@@ -86,13 +87,13 @@ class Op:
 
     @classmethod
     def flag_metavar(cls) -> str:
-        required = [f.upper() for f in cls.flag_fields if _is_required(cls, f)]
-        optional = [f.upper() for f in cls.flag_fields if not _is_required(cls, f)]
+        required = [f.upper() for f in cls.flag_fields if is_required(cls, f)]
+        optional = [f.upper() for f in cls.flag_fields if not is_required(cls, f)]
         head = ",".join(["FILE" if f == "DIRECTION" else f for f in required])
         return head + "".join(f"[,{f}" for f in optional) + "]" * len(optional)
 
 
-def _is_required(cls: type[Op], name: str) -> bool:
+def is_required(cls: type[Op], name: str) -> bool:
     spec = {f.name: f for f in dataclasses.fields(cls)}[name]  # type: ignore[arg-type]
     return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
 
@@ -121,10 +122,10 @@ class Add(Op):
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "direction", _direction(self.direction))
-        _check_scope(self.scope)
+        object.__setattr__(self, "direction", fields.as_direction(self.direction))
+        fields.check_scope(self.scope)
         object.__setattr__(self, "coeff", checks.number(self.coeff, "coefficient"))
-        object.__setattr__(self, "layers", _layer_spec(self.layers, "layers"))
+        object.__setattr__(self, "layers", fields.as_layer_spec(self.layers, "layers"))
         checks.boolean(self.unit, "unit")
 
     def edits(self, n_layers: int) -> Iterator[tuple[Site, SiteEdit]]:
@@ -137,7 +138,7 @@ class Add(Op):
         what = "unit " if self.unit else ""
         return (
             f"add {self.coeff:g} x {what}{self.name} to the residual stream entering "
-            f"{_layers_text(self.layers, n_layers)}{_scope_text(self.scope)}"
+            f"{fields.layers_text(self.layers, n_layers)}{fields.scope_text(self.scope)}"
         )
 
     @classmethod
@@ -149,10 +150,10 @@ class Add(Op):
         if text and isinstance(layers, str) and layers.strip().isdigit():
             layers = int(layers)
         return cls(
-            _direction_ref(table, where),
+            fields.direction_ref(table, where),
             checks.number(table["coeff"], f"{where}: coeff", text=text),
-            _layer_spec(layers, f"{where}: layers"),
-            _scope(table, where),
+            fields.as_layer_spec(layers, f"{where}: layers"),
+            fields.scope_of(table, where),
             checks.boolean(table.get("unit", False), f"{where}: unit", text=text),
         )
 
@@ -175,9 +176,9 @@ class Clamp(Op):
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "direction", _direction(self.direction))
-        _check_scope(self.scope)
-        object.__setattr__(self, "window", _window(self.window, "window"))
+        object.__setattr__(self, "direction", fields.as_direction(self.direction))
+        fields.check_scope(self.scope)
+        object.__setattr__(self, "window", fields.as_window(self.window, "window"))
         value = self.value
         if isinstance(value, (list, tuple, torch.Tensor)):
             values = [float(v) for v in value] if isinstance(value, torch.Tensor) else list(value)
@@ -218,8 +219,8 @@ class Clamp(Op):
             to = f"{self.value:g}"
         return (
             f"hold the projection onto {self.name} at {to} in the residual stream of "
-            f"{_window_text(self.window, n_layers)} (their attention and MLP outputs add none of it)"
-            f"{_scope_text(self.scope)}"
+            f"{fields.window_text(self.window, n_layers)} (their attention and MLP outputs add none of it)"
+            f"{fields.scope_text(self.scope)}"
         )
 
     @classmethod
@@ -235,10 +236,10 @@ class Clamp(Op):
         else:
             value = checks.number(raw, f"{where}: value", text=text)
         return cls(
-            _direction_ref(table, where),
+            fields.direction_ref(table, where),
             value,
-            _window(table.get("window", "all"), f"{where}: window"),
-            _scope(table, where),
+            fields.as_window(table.get("window", "all"), f"{where}: window"),
+            fields.scope_of(table, where),
         )
 
 
@@ -257,9 +258,9 @@ class Ablate(Op):
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "direction", _direction(self.direction))
-        _check_scope(self.scope)
-        object.__setattr__(self, "window", _window(self.window, "window"))
+        object.__setattr__(self, "direction", fields.as_direction(self.direction))
+        fields.check_scope(self.scope)
+        object.__setattr__(self, "window", fields.as_window(self.window, "window"))
 
     def edits(self, n_layers: int) -> Iterator[tuple[Site, SiteEdit]]:
         clamp = Clamp(self.bound(), 0.0, self.window, self.scope)
@@ -268,155 +269,14 @@ class Ablate(Op):
     def describe(self, n_layers: int | None = None) -> str:
         return (
             f"project {self.name} out of the residual stream, attention and MLP outputs of "
-            f"{_window_text(self.window, n_layers)}{_scope_text(self.scope)}"
+            f"{fields.window_text(self.window, n_layers)}{fields.scope_text(self.scope)}"
         )
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str, *, text: bool = False) -> Ablate:
         checks.known_keys(table, ("op", "direction", "window", "scope"), where)
         return cls(
-            _direction_ref(table, where), _window(table.get("window", "all"), f"{where}: window"), _scope(table, where)
+            fields.direction_ref(table, where),
+            fields.as_window(table.get("window", "all"), f"{where}: window"),
+            fields.scope_of(table, where),
         )
-
-
-def op_from_table(table: Any, where: str, *, text: bool = False) -> Op:
-    """An op of any registered kind from its table (directions left as references)."""
-    table = checks.table(table, where)
-    kind = table.get("op")
-    if kind not in OPS:
-        kinds = " or ".join(f'"{k}"' for k in OPS)
-        raise PersonagateError(f"{where}: 'op' must be {kinds}, got {kind!r}")
-    return OPS[kind].from_table(table, where, text=text)
-
-
-def op_from_flag(kind: str, text: str) -> Op:
-    """``--add persona.safetensors,0.5,all`` and the like: the flag's fields in the op's ``flag_fields`` order."""
-    cls = OPS[kind]
-    parts = text.split(",")
-    required = sum(_is_required(cls, f) for f in cls.flag_fields)
-    where = f"--{kind} {text!r}"
-    if not required <= len(parts) <= len(cls.flag_fields):
-        raise PersonagateError(f"{where}: expected {cls.flag_metavar()}")
-    table = {"op": kind, **{name: part.strip() for name, part in zip(cls.flag_fields, parts, strict=False)}}
-    return cls.from_table(table, where, text=True)
-
-
-@dataclass(frozen=True)
-class Program:
-    """An ordered list of ops; at a shared site they apply in this order."""
-
-    ops: tuple[Op, ...] = ()
-
-    def __init__(self, ops: Sequence[Op] = ()) -> None:
-        object.__setattr__(self, "ops", tuple(ops))
-        for op in self.ops:
-            if not isinstance(op, Op):
-                raise PersonagateError(
-                    f"{op!r} is not an intervention op ({', '.join(c.__name__ for c in OPS.values())})"
-                )
-
-    def then(self, *ops: Op) -> Program:
-        return Program(self.ops + ops)
-
-    def __len__(self) -> int:
-        return len(self.ops)
-
-    def bind(self, resolve: Resolver | dict[str, Direction]) -> Program:
-        """Every op's direction reference resolved (a dict is looked up by key)."""
-        lookup = resolve.__getitem__ if isinstance(resolve, dict) else resolve
-        return Program([op.bind(lookup) for op in self.ops])
-
-    def describe(self, n_layers: int | None = None) -> str:
-        """One numbered line per op, in the order they apply."""
-        if not self.ops:
-            return "no intervention (the model's own forward pass)"
-        return "\n".join(f"{i + 1}. {op.describe(n_layers)}" for i, op in enumerate(self.ops))
-
-    def summary(self, n_layers: int | None = None) -> str:
-        """The same words on one line (for tables)."""
-        if not self.ops:
-            return "no intervention"
-        return "; then ".join(op.describe(n_layers) for op in self.ops)
-
-    def to_table(self) -> dict[str, Any]:
-        return {"ops": [op.to_table() for op in self.ops]}
-
-    @classmethod
-    def from_table(cls, table: Any, where: str) -> Program:
-        table = checks.table(table, where)
-        checks.known_keys(table, ("ops",), where)
-        ops = checks.listing(table.get("ops", []), f"{where}: ops")
-        return cls([op_from_table(t, f"{where}: ops[{i}]") for i, t in enumerate(ops)])
-
-
-# --- field checks and words -----------------------------------------------------------------------
-
-
-def _direction(direction: Any) -> Direction | str:
-    """A ``Direction``, a reference name, or a raw tensor (wrapped as an unnamed direction)."""
-    if isinstance(direction, torch.Tensor):
-        return Direction(direction)
-    if not isinstance(direction, (Direction, str)) or (isinstance(direction, str) and not direction.strip()):
-        raise PersonagateError(f"an op's direction must be a Direction or a reference name, got {direction!r}")
-    return direction
-
-
-def _check_scope(scope: Any) -> None:
-    if scope not in SCOPES:
-        raise PersonagateError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
-
-
-def _direction_ref(table: dict[str, Any], where: str) -> str:
-    if "direction" not in table:
-        raise PersonagateError(f"{where}: 'direction' is required")
-    return checks.string(table["direction"], f"{where}: direction", nonempty=True)
-
-
-def _scope(table: dict[str, Any], where: str) -> Scope:
-    return checks.string(table.get("scope", "all"), f"{where}: scope", choices=SCOPES)  # type: ignore[return-value]
-
-
-def _layer_spec(value: Any, where: str) -> LayerSpec:
-    if isinstance(value, Window) or value == "all":
-        return value
-    if isinstance(value, str):
-        return Window.parse(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, (list, tuple, range)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        if not value:
-            raise PersonagateError(f"{where}: the list of layers is empty")
-        return tuple(value)
-    raise PersonagateError(f'{where} must be "all", an int, a list of ints or "start:stop", got {value!r}')
-
-
-def _window(value: Any, where: str) -> Window:
-    if isinstance(value, Window):
-        return value
-    if isinstance(value, str):
-        return Window.parse(value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return Window(value[0], value[1])
-    raise PersonagateError(f'{where} must be "start:stop" or [start, stop], got {value!r}')
-
-
-def _layers_text(layers: LayerSpec, n_layers: int | None) -> str:
-    if n_layers is not None:
-        values = resolve_layers(layers, n_layers)
-        return f"block{'s' if len(values) > 1 else ''} {range_text(values)}"
-    if isinstance(layers, Window):
-        return f"window {layers}"
-    if isinstance(layers, tuple):
-        return f"layers {range_text(layers)}"
-    return f"layers {layers}" if layers == "all" else f"layer {layers}"
-
-
-def _window_text(window: Window, n_layers: int | None) -> str:
-    if n_layers is None:
-        return f"window {window}"
-    blocks = window.resolve(n_layers)
-    return f"block{'s' if len(blocks) > 1 else ''} {range_text(blocks)}"
-
-
-def _scope_text(scope: str) -> str:
-    return {"all": "", "prompt": ", prompt tokens only", "generated": ", generated tokens only"}[scope]

@@ -24,7 +24,8 @@ from torch.utils.hooks import RemovableHandle
 from personagate.errors import PersonagateError
 from personagate.interventions.compile import Plan, compile_program, divergence_matrix
 from personagate.interventions.edits import Site, SiteEdit
-from personagate.interventions.ops import Op, Program
+from personagate.interventions.ops import Op
+from personagate.interventions.program import Program
 from personagate.models.adapters import ArchitectureAdapter, adapter_for
 from personagate.models.loading import ChatModel, config_hash
 

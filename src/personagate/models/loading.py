@@ -185,14 +185,11 @@ def load_model(
         info["gguf_sha256"] = bundle.sha256
     else:
         path = Path(spec).expanduser()
+        check_model_source(spec)
         if spec.endswith(".gguf"):
-            if not path.is_file():
-                raise PersonagateError(f"no such GGUF file: {spec}")
-            model, tokenizer = from_folder(path.parent, gguf_file=path.name)
+            model, tokenizer = _local(spec, lambda: from_folder(path.parent, gguf_file=path.name))
         elif path.is_dir():
-            model, tokenizer = from_folder(path)
-        elif path.exists() or spec.startswith((".", "/", "~")):
-            raise PersonagateError(f"{spec} is not a model folder or a .gguf file")
+            model, tokenizer = _local(spec, lambda: from_folder(path))
         else:
             model, tokenizer = _from_hub(spec, from_folder)
         name = spec
@@ -203,6 +200,40 @@ def load_model(
     _ensure_pad_token(tokenizer)
     chat.load_seconds = time.perf_counter() - started
     return chat
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_model_source(spec: str) -> None:
+    """What can be told about a model argument without loading it: a bundled name, a GGUF file that
+    starts like one, a folder with a ``config.json``, or something that may be a Hub id."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise PersonagateError("the model is empty; pass 'default', a Hub id, a folder or a .gguf file")
+    if spec in BUNDLED:
+        return
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise PersonagateError(f"no such GGUF file: {spec}")
+        with open(path, "rb") as f:
+            if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+                raise PersonagateError(f"{spec} is not a GGUF file (it does not start with 'GGUF')")
+    elif path.is_dir():
+        if not (path / "config.json").is_file():
+            raise PersonagateError(f"{spec} is a folder without config.json; it is not a Hugging Face model folder")
+    elif path.exists() or spec.startswith((".", "/", "~")):
+        raise PersonagateError(f"{spec} is not a model folder or a .gguf file")
+
+
+def _local(spec: str, load: Any) -> Any:
+    """A local model load whose failures (a truncated GGUF, missing weight files) are one-line errors."""
+    try:
+        return load()
+    except PersonagateError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError) as exc:
+        raise PersonagateError(f"could not load the model in {spec}: {_first_line(exc)}") from None
 
 
 def model_layer_count(spec: str) -> int | None:

@@ -1,0 +1,108 @@
+"""``personagate reproduce|run|report|spec|score``: the study and what is done with its results."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from personagate.errors import PersonagateError
+
+
+def add_parsers(sub: Any) -> None:
+    for name, helptext in (
+        ("reproduce", "run the paper's study (the built-in spec) on a model"),
+        ("run", "run a study spec (TOML); copy the built-in one with `personagate spec`"),
+    ):
+        study = sub.add_parser(name, help=helptext)
+        if name == "run":
+            study.add_argument("spec", type=Path, help="the study spec (TOML)")
+        study.add_argument("--model", default=None, help="overrides [model] id of the spec")
+        study.add_argument("--quick", action="store_true", help="fewer prompts, first-token screening, coarse grid")
+        study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
+        study.add_argument("--quiet", action="store_true", help="no progress bars")
+        study.set_defaults(run=run_study)
+    rep = sub.add_parser("report", help="rebuild summary.csv and report.html from a run directory")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
+    rep.add_argument("--plots", type=Path, default=None, help="also write the plots as PNG files here")
+    rep.set_defaults(run=report)
+    spec = sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
+    spec.set_defaults(run=print_spec)
+    score = sub.add_parser("score", help="add a 0/1 refusal column to a CSV with the phrase detector")
+    score.add_argument("csv", type=Path)
+    score.add_argument("--text-column", required=True)
+    score.add_argument("--column", default="refusal", help="name of the new column (must not exist yet)")
+    score.add_argument("--out", type=Path, required=True)
+    score.set_defaults(run=score_csv)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from personagate.experiments.spec import StudySpec
+    from personagate.experiments.study import run_study as run
+    from personagate.report import rebuild
+
+    spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick)
+    model = args.model or spec.model.id
+    out = args.out or Path("runs") / f"{Path(model).name}-{'quick' if args.quick else 'full'}"
+    run_dir = run(spec, out, model=model, progress=not args.quiet)
+    rebuild(run_dir)
+    print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from personagate.experiments.results import summarise
+    from personagate.experiments.store import RunStore
+    from personagate.outputs import check_output_dir
+    from personagate.report import markdown_table, rebuild, save_plots
+
+    if args.plots:
+        check_output_dir(args.plots, "--plots")
+    print(f"wrote {rebuild(args.run_dir)}")
+    if args.markdown:
+        with RunStore(args.run_dir, create=False) as store:
+            print(markdown_table(summarise(store)))
+    if args.plots:
+        for path in save_plots(args.run_dir, args.plots):
+            print(f"wrote {path}")
+    return 0
+
+
+def print_spec(args: argparse.Namespace) -> int:
+    from personagate.experiments.spec import default_spec_text
+
+    print(default_spec_text(), end="")
+    return 0
+
+
+def score_csv(args: argparse.Namespace) -> int:
+    from personagate.checks import read_text
+    from personagate.outputs import check_output_file, write_atomically
+    from personagate.scoring.phrases import is_refusal
+
+    text = read_text(args.csv, "CSV")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        raise PersonagateError(f"could not parse {args.csv}: {exc}") from None
+    if args.text_column not in fields:
+        raise PersonagateError(f"{args.csv} has no column {args.text_column!r}; columns: {', '.join(fields)}")
+    if args.column in fields:
+        raise PersonagateError(f"{args.csv} already has a column {args.column!r}; name the new one with --column")
+    check_output_file(args.out)
+    for row in rows:
+        row[args.column] = int(is_refusal(row[args.text_column] or ""))
+
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=[*fields, args.column])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomically(args.out, write)
+    print(f"{sum(int(r[args.column]) for r in rows)}/{len(rows)} rows refuse; wrote {args.out}")
+    return 0

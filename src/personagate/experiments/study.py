@@ -1,0 +1,98 @@
+"""``run_study``: every check that needs no weights, then the run's identity, the model, the runner, the exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from personagate._version import __version__
+from personagate.experiments.results import export
+from personagate.experiments.runner import StudyRunner
+from personagate.experiments.spec import StudySpec
+from personagate.experiments.splits import PromptSplits, split_prompts
+from personagate.experiments.store import RunStore
+from personagate.models.loading import check_model_source, load_model, model_layer_count
+from personagate.outputs import check_output_dir
+
+
+def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]:
+    """Every check that needs no weights: the spec, the prompt files, the layer count from the config."""
+    model_id = model or spec.model.id
+    check_model_source(model_id)
+    splits = split_prompts(spec)
+    n_layers = model_layer_count(model_id)
+    if n_layers is not None:
+        spec.check_layers(n_layers)
+    return model_id, n_layers or 0, splits
+
+
+# What must be the same for a run directory to be resumed: everything that decides a result.
+IDENTITY_BEFORE_LOAD = ("package_version", "spec", "prompts_sha256")
+IDENTITY = (*IDENTITY_BEFORE_LOAD, "model_config_hash", "model_weights")
+
+
+def prompts_fingerprint(spec: StudySpec) -> str:
+    """SHA-256 of the prompt sets' contents (an edited prompt file changes it; its path does not matter)."""
+    sets = {key: spec.prompt_set(key) for key in ("harmful", "harmless", "safe")}
+    return hashlib.sha256(json.dumps(sets, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
+    """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
+
+    Every check that needs no weights runs first (spec, prompts, layer count, the output folder, and,
+    for a resumed run, that it is the same study); the weights' fingerprint is checked once loaded.
+    The HTML report is the next module's job (``personagate.report.rebuild(out)``; the CLI does both).
+    """
+    model_id, _, splits = prepare(spec, model)
+    out = Path(out)
+    check_output_dir(out)
+    manifest: dict[str, Any] = {
+        "package_version": __version__,
+        "spec": spec.to_dict(),
+        "prompts_sha256": prompts_fingerprint(spec),
+    }
+    store: RunStore | None = None
+    try:
+        if (out / "run.sqlite").exists():  # a resume: refuse a different study before spending a model load
+            store = RunStore(out)
+            store.lock()
+            store.check_identity(manifest, IDENTITY_BEFORE_LOAD)
+        started = time.perf_counter()
+        chat = load_model(model_id, device=spec.model.device, dtype=spec.model.dtype)
+        manifest.update(
+            {
+                "model": chat.name,
+                "model_config_hash": chat.config_hash(),
+                "model_weights": chat.weights_fingerprint(),
+                "model_info": chat.info,
+                "spec_source": spec.source,
+                "seeds": {"random_directions": spec.directions.random_seeds, "generation": "greedy"},
+                "device": str(chat.device),
+                "dtype": str(chat.dtype),
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        if store is None:
+            store = RunStore(out)
+            store.lock()
+        resumed = store.start(manifest, IDENTITY)
+        if resumed and progress:
+            print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
+        StudyRunner(spec, chat, store, splits, progress).run()
+        store.set_fact("seconds_last_session", time.perf_counter() - started)
+        export(store)
+    finally:
+        if store is not None:
+            store.close()
+    return out
