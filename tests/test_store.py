@@ -49,3 +49,18 @@ def test_facts_and_readout(tmp_path):
         assert store.fact("persona_coeff") == 2.0 and store.fact("missing", "d") == "d"
         store.write_readout("baseline", [0.5, 1.5])
         assert store.readout() == {"baseline": [0.5, 1.5]}
+
+
+def test_a_killed_run_whose_rows_are_still_in_the_write_ahead_log_can_be_reported(tmp_path):
+    import shutil
+
+    store = RunStore(tmp_path / "run")
+    store.start({"spec": {}}, ("spec",))
+    store.add_condition("baseline", 0, "baseline", None, None, "none", "generate")
+    store.write_rows([Row("baseline", "harmful", 0, text="No.", refusal=1)])
+    copy = tmp_path / "copy"  # what a SIGKILL leaves: the database, its -wal and -shm, never checkpointed
+    shutil.copytree(tmp_path / "run", copy)
+    store.close()
+    assert (copy / "run.sqlite-wal").stat().st_size > 0
+    with RunStore(copy, create=False) as reopened:
+        assert reopened.done_ids("baseline", "harmful") == {0}

@@ -48,6 +48,21 @@ def eos_token_ids(chat: ChatModel) -> set[int]:
     return ids
 
 
+def check_context(chat: ChatModel, token_lists: Sequence[Sequence[int]], new_tokens: int) -> None:
+    """Every prompt plus its reply fits the model's context: longer is an error before any work, not a
+    silent truncation or an out-of-memory after minutes."""
+    limit = getattr(chat.model.config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    longest = max((len(t) for t in token_lists), default=0)
+    if longest + new_tokens > limit:
+        index = max(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+        raise PersonagateError(
+            f"prompt {index} has {longest} tokens; with {new_tokens} new tokens that exceeds the model's context "
+            f"of {limit}; shorten the prompt or lower max_new_tokens"
+        )
+
+
 def _settled(text: str) -> str:
     """The text up to its last word boundary: a partly generated word can still change a decision."""
     cut = max(text.rfind(" "), text.rfind("\n"))
@@ -76,6 +91,7 @@ def generate(
     """
     if max_new_tokens < 1:
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    check_context(chat, token_lists, max_new_tokens)
     results: list[Completion | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt")
     with steer(chat, program or Program(), force=force) as steering:
@@ -162,6 +178,7 @@ def next_token_logits(
     force: bool = False,
 ) -> torch.Tensor:
     """Logits of the first reply token for each prompt: ``[n_prompts, vocab]`` float32, one forward each."""
+    check_context(chat, token_lists, 0)
     rows: list[torch.Tensor | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt", leave=False)
     with steer(chat, program or Program(), force=force) as steering:
@@ -225,6 +242,7 @@ def generate_grid(
     """
     if max_new_tokens < 1:
         raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    check_context(chat, token_lists, max_new_tokens)
     names = list(programs)
     plans = [programs[name] or Program() for name in names]
     rows = [(k, i) for i in range(len(token_lists)) for k in range(len(names))]  # a prompt's rows side by side

@@ -111,17 +111,34 @@ def adapter(text: str | None):
     return ArchitectureAdapter(blocks=parts[0], attn_out=parts[1], mlp_out=parts[2])
 
 
-def check_model_flags(args: argparse.Namespace) -> None:
-    """What can be checked about the model flags before anything loads."""
-    from personagate.models.loading import check_device, check_model_source
+def check_model_flags(args: argparse.Namespace, program: Any = None) -> None:
+    """What can be checked about the model flags (and a program for that model) before anything loads."""
+    from personagate.models.loading import check_device, check_model_source, model_shape
 
     check_device(args.device)
     adapter(args.adapter)
     check_model_source(args.model)
+    shape = model_shape(args.model) if program is not None and len(program) else None
+    if shape is not None:
+        import torch
+
+        from personagate.interventions import compile_program
+
+        compile_program(program, *shape, torch.device("cpu"), force=True)  # layers, windows, vector sizes
+
+
+def quiet_libraries() -> None:
+    """--quiet: no progress bars from the libraries underneath either (transformers' weight loading)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 def load(args: argparse.Namespace):
     from personagate.models import load_model
+
+    if getattr(args, "quiet", False):
+        quiet_libraries()
 
     return load_model(
         args.model,

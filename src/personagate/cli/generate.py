@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     program = program_from_args(args.program, getattr(args, "ops", None) or [])
     if args.out:
         check_output_file(args.out)
-    common.check_model_flags(args)
+    common.check_model_flags(args, program)
     chat = common.load(args)
     system = None if args.no_system else (args.system if args.system is not None else MODEL_DEFAULT)
     formatter = ChatFormatter(chat.tokenizer, system)

@@ -72,29 +72,18 @@ class RunStore:
         elif not database.is_file():
             raise PersonagateError(f"{self.path} is not a personagate run directory (no run.sqlite)")
         _check_database_file(database, self.path, create)
+        tables = _inspect(database) if database.exists() and database.stat().st_size else set()
         self._lock: Any = None
+        if not create and not tables:
+            raise PersonagateError(f"{database} holds no run yet; nothing to report")
         try:
             self.db = sqlite3.connect(database, timeout=30)
-            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and not tables >= TABLES:
-                raise PersonagateError(
-                    f"{database} is an SQLite database of something else (tables {', '.join(sorted(tables))}); "
-                    "it is left as it is: choose another --out"
-                )
-            columns = [row[1] for row in self.db.execute("PRAGMA table_info(rows)")]
-            if columns and columns != ROW_COLUMNS:
-                raise PersonagateError(
-                    f"{database} was written by another version of personagate (its rows have columns "
-                    f"{', '.join(columns)}); start a fresh run in another --out"
-                )
-            if self.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
             if create:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
                 self.db.commit()
-            elif not tables or not self.manifest():
+            elif not self.manifest():
                 raise PersonagateError(f"{database} holds no run yet (no manifest); nothing to report")
         except sqlite3.DatabaseError as exc:
             raise PersonagateError(
@@ -240,6 +229,40 @@ def _check_database_file(database: Path, folder: Path, create: bool) -> None:
         return
     if head != _SQLITE_HEADER:
         raise PersonagateError(f"{database} is not an SQLite database; it is left as it is: choose another --out")
+
+
+def _inspect(database: Path) -> set[str]:
+    """The tables of an existing store, checked without writing a byte: SQLite is opened immutable, so
+    no journal or shared-memory files appear next to a damaged database. A store with a write-ahead
+    log (a run killed or still running) keeps part of its data there, which only a normal read sees."""
+    wal = Path(f"{database}-wal")
+    mode = "mode=ro" if wal.exists() and wal.stat().st_size else "immutable=1"
+    try:
+        probe = sqlite3.connect(f"{database.resolve().as_uri()}?{mode}", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise PersonagateError(f"{database} cannot be opened ({exc}); it is left as it is") from None
+    try:
+        tables = {row[0] for row in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not tables >= TABLES:
+            raise PersonagateError(
+                f"{database} is an SQLite database of something else (tables {', '.join(sorted(tables))}); "
+                "it is left as it is: choose another --out"
+            )
+        columns = [row[1] for row in probe.execute("PRAGMA table_info(rows)")]
+        if columns and columns != ROW_COLUMNS:
+            raise PersonagateError(
+                f"{database} was written by another version of personagate (its rows have columns "
+                f"{', '.join(columns)}); start a fresh run in another --out"
+            )
+        if probe.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("its integrity check failed")
+    except sqlite3.DatabaseError as exc:
+        raise PersonagateError(
+            f"{database} is damaged ({exc}); it is left as it is: start a fresh run in another --out"
+        ) from None
+    finally:
+        probe.close()
+    return tables
 
 
 def _difference(key: str, old: Any, new: Any) -> str:

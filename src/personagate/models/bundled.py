@@ -47,6 +47,7 @@ class BundledModel:
     sha256: str
     extra: str  # the pip extra that installs the parts
     n_layers: int  # decoder blocks, known without loading (spec checks run before any model load)
+    hidden_size: int
 
     @property
     def cache_key(self) -> str:
@@ -62,6 +63,7 @@ QWEN_CODER_05B = BundledModel(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     extra="default-model",
     n_layers=24,
+    hidden_size=896,
 )
 
 SMOLLM2_135M = BundledModel(
@@ -71,6 +73,7 @@ SMOLLM2_135M = BundledModel(
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     extra="test-models",
     n_layers=30,
+    hidden_size=576,
 )
 
 BUNDLED: dict[str, BundledModel] = {"default": QWEN_CODER_05B, "smollm2": SMOLLM2_135M}

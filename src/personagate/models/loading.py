@@ -232,8 +232,26 @@ def _local(spec: str, load: Any) -> Any:
         return load()
     except PersonagateError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, RuntimeError) as exc:
-        raise PersonagateError(f"could not load the model in {spec}: {_first_line(exc)}") from None
+    except Exception as exc:  # a damaged local file fails inside whichever parser reads it, with its own type
+        raise PersonagateError(
+            f"could not load the model in {spec} ({type(exc).__name__}: {_first_line(exc)}); is the file complete?"
+        ) from None
+
+
+def model_shape(spec: str) -> tuple[int, int] | None:
+    """(blocks, hidden size) from the config alone, without weights (None when it cannot be read offline)."""
+    if spec in BUNDLED:
+        return BUNDLED[spec].n_layers, BUNDLED[spec].hidden_size
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf") or not path.is_dir():
+        return None
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        return int(config.num_hidden_layers), int(config.hidden_size)
+    except Exception:  # an unusual config: checked again once loaded
+        return None
 
 
 def model_layer_count(spec: str) -> int | None:
