@@ -35,11 +35,32 @@ def run_model(
     input_ids: torch.Tensor | None = None,
     inputs_embeds: torch.Tensor | None = None,
     cache: Any = None,
-    last_only: bool = True,
 ) -> torch.Tensor:
-    """One forward pass; returns the logits ``[B, vocab]`` at the last position (``last_only``) or
-    ``[B, T, vocab]``. With a ``cache`` the keys and values are appended to it."""
-    kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids}
+    """One forward pass; the logits ``[B, vocab]`` at the last position. With a ``cache`` the keys and
+    values are appended to it."""
+    return run_model_tail(
+        model,
+        1,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        input_ids=input_ids,
+        inputs_embeds=inputs_embeds,
+        cache=cache,
+    )[:, -1]
+
+
+def run_model_tail(
+    model: nn.Module,
+    keep: int,
+    *,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    cache: Any = None,
+) -> torch.Tensor:
+    """One forward pass; the logits ``[B, keep, vocab]`` at the last ``keep`` positions."""
+    kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids, "logits_to_keep": keep}
     if input_ids is not None:
         kwargs["input_ids"] = input_ids
     else:
@@ -49,7 +70,4 @@ def run_model(
         kwargs["use_cache"] = True
     else:
         kwargs["use_cache"] = False
-    if last_only:
-        kwargs["logits_to_keep"] = 1
-    logits = model(**kwargs).logits
-    return logits[:, -1] if last_only else logits
+    return model(**kwargs).logits
