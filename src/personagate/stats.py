@@ -80,7 +80,7 @@ def _values(x: Sequence[float] | np.ndarray, name: str, *, unit: bool) -> np.nda
     if arr.ndim != 1:
         raise PersonagateError(f"{name} must be one-dimensional (one value per prompt), got shape {arr.shape}")
     if arr.size == 0:
-        raise PersonagateError(f"{name} is empty: there are no prompts to compare")
+        raise PersonagateError(f"{name} is empty: there is nothing to compute on")
     if not np.all(np.isfinite(arr)):
         raise PersonagateError(f"{name} contains NaN or infinite values")
     if unit and (arr.min() < 0.0 or arr.max() > 1.0):
@@ -221,7 +221,10 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
     """
     if not 0.0 < alpha < 1.0:
         raise PersonagateError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
-    p = np.asarray(p_values, dtype=float)
+    try:
+        p = np.asarray(p_values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise PersonagateError(f"p_values must be a sequence of numbers ({exc})") from None
     if p.ndim != 1:
         raise PersonagateError(f"p_values must be a flat sequence, got shape {p.shape}")
     if p.size == 0:
@@ -234,7 +237,7 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
     adjusted_sorted = np.minimum(np.maximum.accumulate(stepped), 1.0)
     adjusted = np.empty(m)
     adjusted[order] = adjusted_sorted
-    return [HolmResult(float(pv), float(adj), bool(adj <= alpha)) for pv, adj in zip(p, adjusted)]
+    return [HolmResult(float(pv), float(adj), bool(adj <= alpha)) for pv, adj in zip(p, adjusted, strict=True)]
 
 
 def empirical_p_value(observed: float, null: Sequence[float] | np.ndarray, *, greater: bool = True) -> float:
