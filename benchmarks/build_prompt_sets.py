@@ -16,13 +16,15 @@ JailbreakBench, StrongREJECT), read from the raw copies in `sources/` (not from 
    written for StrongREJECT; "AdvBench", MIT; "DAN", from verazuo/jailbreak_llms, MIT). Rows taken
    from MaliciousInstruct (licence unclear) are dropped, and so, to be safe, are the few taken from
    HarmfulQ, "Jailbreaking via Prompt Engineering", the OpenAI GPT-4 system card and MasterKey.
-3. Any prompt that points at text it does not contain ("this text", "the following", "given this",
-   "the above", ...) is dropped.
+3. Any prompt that points at text it does not contain is dropped: "this code", "the above text",
+   "these passages" ... unless the prompt itself introduced that noun earlier, or a dangling "the
+   following", "as follows", "below", "given this" at its end.
 4. Prompts longer than MAX_CHARS characters are dropped.
 5. Exact duplicates (case-insensitive, whitespace-normalised) are dropped, then near-duplicates:
    two prompts whose content words (after dropping stop words and task verbs such as "write",
    "create", "tutorial", "step-by-step") have Jaccard similarity >= NEAR_DUP are the same
-   request in other words, and only the first is kept. Sources are read in the order
+   request in other words (or a one-word variant of the same template, such as HarmBench's "chop shops in
+   Sao Paulo" / "in Johannesburg"), and only the first is kept. Sources are read in the order
    jailbreakbench, harmbench, strongreject, advbench (smallest first), so a request present in
    several keeps the credit of the smaller benchmark and the large AdvBench loses its rewordings.
 6. Balance: at most CAP prompts per source. Within a source the kept prompts are taken round-robin
@@ -40,8 +42,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import random
+import re
 import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -53,25 +55,39 @@ CAP = 140
 SOURCE_ORDER = ("jailbreakbench", "harmbench", "strongreject", "advbench")
 STRONGREJECT_KEEP = ("custom", "AdvBench", "DAN")
 
-NEEDS_CONTEXT = re.compile(
-    r"\b(this|the (?:above|below|attached|provided|given|following)) "
-    r"(?:text|code|article|passage|paragraph|essay|document|snippet|script|function|email|message|"
-    r"post|tweet|letter|information|data|content|story|description|list|query|reply)\b"
-    r"|\bthe following\b|\bgiven (?:this|the following)\b|\bthe (?:above|below)\b|\bas follows\b",
+# "this code", "the above text", ... : a pointer to a text. It needs context unless the prompt itself
+# introduced that noun earlier ("Write an email ... make sure this email can't be traced").
+POINTER = re.compile(
+    r"\b(?:this|these|the (?:above|below|attached|provided|given|following)) "
+    r"(text|code|article|passage|paragraph|essay|document|snippet|script|function|email|message|post|tweet|"
+    r"letter|information|data|content|story|description|list|query|reply|response|comment|poem|speech)s?\b",
     re.IGNORECASE,
 )
+# "the following", "as follows", "below", "given this", "the above" with no text after them.
+DANGLING = re.compile(r"\b(?:the following|as follows|below|given this|the above)\W*$", re.IGNORECASE)
+
+
+def needs_context(prompt: str) -> bool:
+    """True when the prompt points at a text it does not contain."""
+    if DANGLING.search(prompt):
+        return True
+    for m in POINTER.finditer(prompt):
+        noun = m.group(1).lower()
+        if not re.search(rf"\b{noun}", prompt[: m.start()], re.IGNORECASE):
+            return True
+    return False
+
 
 # Words that carry the form of a request, not its content: ignored when comparing two prompts.
-FILLER = frozenset(
-    """a an the to of for on in into at by with from and or but that which who whom this these those
+_FILLER_WORDS = """a an the to of for on in into at by with from and or but that which who whom this these those
     it its it's is are be been being can could would should will shall may might must do does how
     what why when where way ways someone somebody something one people person user users others
     me my i you your we our us they their them he his she her
     write create develop provide give explain describe generate design outline teach produce compose
     draft offer suggest list show tell make instruct instructions instruction tutorial guide manual
     step steps step-by-step detailed detail details specific plan strategy process method methods
-    article post blog program script website app application video""".split()
-)
+    article post blog program script website app application video"""
+FILLER = frozenset(_FILLER_WORDS.split())
 
 
 def normalise(text: str) -> str:
@@ -123,7 +139,9 @@ def load_raw(data: Path, stats: Counter) -> dict[str, list[dict]]:
     for kind in ("contextual", "copyright"):
         stats[f"harmbench: dropped {kind} rows"] = sum(r["FunctionalCategory"] == kind for r in hb)
     raw["harmbench"] = [
-        {"prompt": r["Behavior"], "category": r["SemanticCategory"]} for r in hb if r["FunctionalCategory"] == "standard"
+        {"prompt": r["Behavior"], "category": r["SemanticCategory"]}
+        for r in hb
+        if r["FunctionalCategory"] == "standard"
     ]
 
     sr = read_csv(src / "strongreject.csv")
@@ -167,12 +185,16 @@ def build_harmful(data: Path, stats: Counter, dropped_near: list[tuple[str, str]
     kept: dict[str, list[dict]] = {}
     for source in SOURCE_ORDER:
         kept[source] = []
+        for reason in ("empty", "refers to text it lacks", f"longer than {MAX_CHARS} chars"):
+            stats[f"{source}: dropped, {reason}"] = 0
+        stats[f"{source}: dropped exact duplicate"] = 0
+        stats[f"{source}: dropped near-duplicate"] = 0
         for row in raw[source]:
             prompt = normalise(row["prompt"])
             if not prompt:
-                stats[f"{source}: dropped empty"] += 1
+                stats[f"{source}: dropped, empty"] += 1
                 continue
-            if NEEDS_CONTEXT.search(prompt):
+            if needs_context(prompt):
                 stats[f"{source}: dropped, refers to text it lacks"] += 1
                 continue
             if len(prompt) > MAX_CHARS:
@@ -234,7 +256,15 @@ SAFE_LICENCE = "XSTest (Röttger et al. 2024), CC BY 4.0. https://github.com/pau
 
 
 def dump(obj: dict) -> str:
-    return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+    """JSON with one item per line (readable diffs); the same layout as harmless.json and neutral.json."""
+    lines = ["{"]
+    lines += [f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}," for k, v in obj.items() if k != "items"]
+    lines.append(' "items": [')
+    items = obj["items"]
+    for i, item in enumerate(items):
+        lines.append(f"  {json.dumps(item, ensure_ascii=False)}{',' if i < len(items) - 1 else ''}")
+    lines += [" ]", "}"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -195,13 +195,27 @@ def length_sorted_batches(token_lists: Sequence[Sequence[int]], batch_size: int)
 BUILTIN_PREFIX = "builtin:"
 
 
+# Built-in sets in their own files (data/prompts/, with ATTRIBUTION.md): name -> (file, text key).
+BUILTIN_FILES = {
+    "harmful-public": ("prompts/harmful.json", "prompt"),  # AdvBench, HarmBench, JailbreakBench, StrongREJECT (MIT)
+    "harmless-large": ("prompts/harmless.json", "prompt"),  # written for personagate
+    "safe-xstest": ("prompts/safe.json", "prompt"),  # XSTest's safe prompts (CC BY 4.0)
+    "neutral": ("prompts/neutral.json", "text"),  # neutral passages for the coherence guard
+}
+
+
 def builtin_prompts(name: str) -> list[str]:
-    """Our own small prompt sets shipped in the package: ``harmful``, ``harmless``, ``safe``."""
+    """Prompt sets shipped in the package: our small ``harmful``, ``harmless``, ``safe`` sets (protocol
+    v1) and the larger files of ``BUILTIN_FILES`` (see ``data/prompts/ATTRIBUTION.md``)."""
     from importlib import resources
 
-    data = json.loads(resources.files("personagate").joinpath("data/prompts.json").read_text())
+    data_dir = resources.files("personagate").joinpath("data")
+    if name in BUILTIN_FILES:
+        path, key = BUILTIN_FILES[name]
+        return [item[key] for item in json.loads(data_dir.joinpath(path).read_text())["items"]]
+    data = json.loads(data_dir.joinpath("prompts.json").read_text())
     if name not in data or name == "about":
-        sets = ", ".join(k for k in data if k != "about")
+        sets = ", ".join([*(k for k in data if k != "about"), *BUILTIN_FILES])
         raise PersonagateError(f"no built-in prompt set {name!r}; available: {sets}")
     return list(data[name])
 
