@@ -25,18 +25,26 @@ id = "{model}"
 n_train = 2
 n_val = 2
 n_test = 4
-n_kl = 2
 n_safe = 2
+n_neutral = 2
 [directions]
 refusal = "{root}/refusal.safetensors"
 persona = "{root}/persona.safetensors"
-random_seeds = [0]
 refusal_tokens = ["I", "S"]
-[steering]
-persona_coeffs = [1.0]
-window_width = 2
-window_stride = 2
-reintroduce_layer_stride = 2
+resamples = [0]
+[persona]
+layer = 1
+coeffs = [1.0]
+styles = false
+random_adds = []
+[reintroduce]
+coeffs = [1.0]
+layer_stride = 2
+[windows]
+width = 2
+stride = 2
+random_seeds = 2
+natural = false
 [generation]
 main = "first_token"
 sweep = "first_token"
@@ -52,10 +60,11 @@ def ws(tmp_path_factory) -> Path:
     chat.model.save_pretrained(root / "model")
     chat.tokenizer.save_pretrained(root / "model")
     g = torch.Generator().manual_seed(0)
-    Direction(torch.randn(64, generator=g) * 3, name="refusal").save(root / "refusal.safetensors")
+    Direction(torch.randn(4, 64, generator=g) * 3, name="refusal").save(root / "refusal.safetensors")
     Direction(torch.randn(4, 64, generator=g), name="persona").save(root / "persona.safetensors")
     Direction(torch.randn(6, 64, generator=g), name="six").save(root / "six.safetensors")
     Direction(torch.randn(32, generator=g), name="small").save(root / "small.safetensors")
+    Direction(torch.randn(64, generator=g), name="one").save(root / "one.safetensors")
     from safetensors.torch import save_file
 
     save_file({"vectors": torch.full((4, 64), float("nan"))}, str(root / "nan.safetensors"))
@@ -179,18 +188,19 @@ CASES = [
     Case("prune-last 1.5", ["directions", "refusal", "--harmful-train", "{ws}/prompts.txt", "--harmless-train", "{ws}/prompts.txt", "--harmful-val", "{ws}/prompts.txt", "--harmless-val", "{ws}/prompts.txt", "--prune-last", "1.5", "--out", "{ws}/d"], "[0, 1)"),
     Case("persona out under a file", ["directions", "persona", "--model", "{ws}/model", "--out", "{ws}/a-file/p.safetensors"], "is a file"),
     Case("import llamacpp without layers", ["directions", "import", "{ws}/not.gguf", "--format", "llamacpp", "--out", "{ws}/i.safetensors"], "--n-layers"),
-    Case("export one vector", ["directions", "export", "{ws}/refusal.safetensors", "--out", "{ws}/c.gguf"], "one vector for all layers"),
+    Case("export one vector", ["directions", "export", "{ws}/one.safetensors", "--out", "{ws}/c.gguf"], "one vector for all layers"),
     # study specs
-    Case("spec NaN coherence", ["run", "{spec:nan-kl:[steering]\ncoherence_max_kl = nan\n}", "--out", "{ws}/r1"], "finite"),
+    Case("spec NaN guard", ["run", "{spec:nan-kl:[scoring]\nmax_nll_delta = nan\n}", "--out", "{ws}/r1"], "finite"),
     Case("spec negative max_new_tokens", ["run", "{spec:neg-tokens:[generation]\nmax_new_tokens = -1\n}", "--out", "{ws}/r2"], "at least 1"),
-    Case("spec late_window 20:10", ["run", "{spec:late:[steering]\nlate_window = '20:10'\n}", "--out", "{ws}/r3"], "late_window"),
+    Case("spec late window 20:10", ["run", "{spec:late:[windows]\nlate = '20:10'\n}", "--out", "{ws}/r3"], "windows.late"),
     Case("spec batch_size 0", ["run", "{spec:batch:[generation]\nbatch_size = 0\n}", "--out", "{ws}/r4"], "at least 1"),
     Case("spec dtype int8", ["run", "{spec:dtype:[model]\ndtype = 'int8'\n}", "--out", "{ws}/r5"], "model.dtype"),
-    Case("spec stride 0", ["run", "{spec:stride:[steering]\nreintroduce_layer_stride = 0\n}", "--out", "{ws}/r6"], "at least 1"),
-    Case("spec string seeds", ["run", "{spec:seeds:[directions]\nrandom_seeds = ['a']\n}", "--out", "{ws}/r7"], "must be an integer"),
-    Case("spec duplicate coefficients", ["run", "{spec:dup:[steering]\npersona_coeffs = [1, 1.0]\n}", "--out", "{ws}/r8"], "twice"),
+    Case("spec stride 0", ["run", "{spec:stride:[reintroduce]\nlayer_stride = 0\n}", "--out", "{ws}/r6"], "at least 1"),
+    Case("spec string seeds", ["run", "{spec:seeds:[directions]\nresamples = ['a']\n}", "--out", "{ws}/r7"], "must be an integer"),
+    Case("spec duplicate coefficients", ["run", "{spec:dup:[persona]\ncoeffs = [1, 1.0]\n}", "--out", "{ws}/r8"], "twice"),
     Case("spec device banana", ["run", "{spec:device:[model]\ndevice = 'banana'\n}", "--out", "{ws}/r9"], "unknown device"),
-    Case("spec unknown key", ["run", "{spec:typo:[steering]\nwindow_widht = 2\n}", "--out", "{ws}/r10"], "unknown key"),
+    Case("spec unknown key", ["run", "{spec:typo:[windows]\nwidht = 2\n}", "--out", "{ws}/r10"], "unknown key"),
+    Case("spec late window over the injection", ["run", "{spec:over:[windows]\nlate = '0:4'\n}", "--out", "{ws}/r13"], "contains the injection layer"),
     Case("spec non-UTF-8", ["run", "{ws}/latin1.toml", "--out", "{ws}/r11"], "not UTF-8"),
     Case("spec binary", ["run", "{ws}/binary.toml", "--out", "{ws}/r12"], "binary file"),
     Case("run out is a file", ["run", "{ws}/spec.toml", "--out", "{ws}/a-file"], "is a file"),

@@ -1,62 +1,110 @@
-"""The protocol's conditions as data: names, groups, programs of op references bound later."""
+"""The protocol's arms as data: windows downstream of the injection, doses on each layer's scale,
+unique names, and programs of op references bound to a resample's directions later."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from personagate import Direction
-from personagate.experiments import groups
-from personagate.experiments.conditions import first_stage, second_stage, sliding_windows
+from personagate import Direction, PersonagateError
+from personagate.experiments import groups as g
+from personagate.experiments.protocol import (
+    Layout,
+    reintroduce_family,
+    resample_conditions,
+    sliding,
+    validation_conditions,
+)
+from personagate.experiments.protocol import (
+    main_conditions as build_test_conditions,
+)
+from personagate.experiments.spec import StudySpec
+from personagate.interventions import Ablate, Add, Clamp
 
 
-def test_sliding_windows_always_reach_the_last_block():
-    assert sliding_windows(24, 6, 3) == [(0, 6), (3, 9), (6, 12), (9, 15), (12, 18), (15, 21), (18, 24)]
-    assert sliding_windows(10, 4, 4) == [(0, 4), (4, 8), (6, 10)]
+def spec(tmp_path, body: str = "") -> StudySpec:
+    path = tmp_path / "spec.toml"
+    path.write_text(body)
+    return StudySpec.load(path)
 
 
-def test_stages_name_group_and_describe_every_arm():
-    stage1 = first_stage(4, 2, [1.0, 3.0], "generate")
-    assert [c.name for c in stage1] == ["baseline", "refusal ablated", "persona x1", "persona x3"]
-    assert [c.group for c in stage1] == [
-        groups.BASELINE,
-        groups.REFUSAL_ABLATED,
-        groups.PERSONA_SWEEP,
-        groups.PERSONA_SWEEP,
-    ]
-    stage2 = second_stage(
-        4,
-        2,
-        3.0,
-        reintroduce_coeff=1.0,
-        layer_stride=2,
-        reintroduce_windows=[(0, 2)],
-        windows=[(2, 4)],
-        seeds=[7],
-        sweep="first_token",
-        main="generate",
-    )
-    names = [c.name for c in stage2]
-    assert names == [
-        "baseline [first_token]",
-        "persona x3 [first_token]",
-        "persona x3 + refusal @ 0",
-        "persona x3 + refusal @ 2",
-        "persona x3 + refusal in [0:2)",
-        "persona x3 - persona in [2:4)",
-        "persona x3 - random-7 in [2:4)",
-    ]
-    assert len(set(names)) == len(names)
-    window = next(c for c in stage2 if c.group == groups.REINTRODUCE_WINDOW)
-    assert window.describe(4) == (
-        "add 3 x persona to the residual stream entering block 2; "
-        "then add 0.5 x refusal to the residual stream entering blocks 0..1"
-    )
-    assert stage2[-1].seed == 7 and stage2[-1].axis == 2
+def test_sliding_windows_start_where_asked_and_reach_the_last_block():
+    assert sliding(7, 24, 6, 3) == [(7, 13), (10, 16), (13, 19), (16, 22), (18, 24)]
+    assert sliding(0, 10, 4, 4) == [(0, 4), (4, 8), (6, 10)]
+    assert sliding(23, 24, 6, 3) == [(23, 24)]
+
+
+@pytest.mark.parametrize("layer", [0.25, 0.5, 3, 10])
+def test_downstream_windows_never_contain_the_injection(tmp_path, layer):
+    s = spec(tmp_path, f"[persona]\nlayer = {layer}\n[windows]\nlate = '3/4:1'\n")
+    layout = Layout.of(s, 24)
+    assert layout.windows and all(not a <= layout.injection < b for a, b in layout.windows)
+    assert all(a > layout.injection for a, _ in layout.windows)
+    assert layout.late in layout.windows
+
+
+def test_a_late_window_over_the_injection_is_refused_unless_asked(tmp_path):
+    s = spec(tmp_path, "[persona]\nlayer = 0.75\n[windows]\nlate = '2/3:1'\n")
+    with pytest.raises(PersonagateError, match="contains the injection layer 18"):
+        Layout.of(s, 24)
+    allowed = spec(tmp_path, "[persona]\nlayer = 0.75\n[windows]\nlate = '2/3:1'\ncontain_injection = true\n")
+    assert Layout.of(allowed, 24).late == (16, 24)
+
+
+def test_v1_places_windows_at_absolute_depths_around_the_injection():
+    v1 = StudySpec.load(protocol="v1")
+    layout = Layout.of(v1, 24)
+    assert layout.injection == 12 and (0, 6) in layout.windows
+    assert any(a <= 12 < b for a, b in layout.windows)  # v1 let windows contain the injection
+
+
+def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
+    s = StudySpec.load()
+    layout = Layout.of(s, 24)
+    conditions = validation_conditions(s, layout) + build_test_conditions(s, layout, 4.0, [0.5] * 24)
+    conditions += resample_conditions(s, layout, 4.0, 1)
+    names = [c.name for c in conditions]
+    assert len(names) == len(set(names))
+    groups = {c.group for c in conditions}
+    for group in (g.BASELINE, g.PERSONA, g.SANITY, g.STYLE, g.RANDOM_ADD, g.NATURAL, g.PERSONA_WINDOW):
+        assert group in groups
+    for group in (g.PROJECTION_ONLY, g.NATURAL_WINDOW, g.RANDOM_WINDOW, g.POSITIVE_CONTROL, g.REINTRODUCE, g.MEDIATION):
+        assert group in groups
+    late_random = [c for c in conditions if c.role == "random_late_window" and c.resample == 0]
+    assert len(late_random) == s.windows.random_seeds >= 20
+    assert all(c.prompts == g.HARMFUL_VAL for c in conditions if c.group == g.PERSONA_SWEEP)  # choices on validation
+    natural = [c for c in conditions if c.group == g.NATURAL]
+    assert natural and all(c.system == "compliant" and len(c.ops) == 0 for c in natural)
+
+
+def test_doses_use_each_layers_own_vector(tmp_path):
+    s = StudySpec.load()
+    layout = Layout.of(s, 24)
+    family = reintroduce_family(s, layout, 4.0, resample=0)
+    assert {c.dose for c in family} == set(s.reintroduce.coeffs)
+    op = family[-1].ops.ops[1]
+    assert isinstance(op, Add) and op.direction == "refusal" and op.layers == family[-1].axis
+    v1 = reintroduce_family(StudySpec.load(protocol="v1"), Layout.of(StudySpec.load(protocol="v1"), 24), 4.0, 0)
+    assert all(c.ops.ops[1].direction == "refusal-selected" for c in v1)  # one raw vector at every layer
+    norm = spec(tmp_path, "[reintroduce]\ndose = 'residual_norm'\n")
+    assert reintroduce_family(norm, Layout.of(norm, 24), 4.0, 0)[0].ops.ops[1].direction == "refusal-norm"
+
+
+def test_mediation_clamps_refusal_at_the_last_prompt_token_to_the_baseline_values():
+    s = StudySpec.load()
+    layout = Layout.of(s, 24)
+    values = [float(i) for i in range(24)]
+    mediation = [c for c in build_test_conditions(s, layout, 4.0, values) if c.group == g.MEDIATION]
+    assert len(mediation) == len(layout.windows)
+    clamp = mediation[0].ops.ops[1]
+    assert isinstance(clamp, Clamp) and clamp.value == tuple(values) and clamp.scope == "last"
 
 
 def test_conditions_bind_their_directions_by_key():
-    directions = {name: Direction(torch.randn(4, 8), name=name) for name in ("persona", "refusal", "random-7")}
-    condition = first_stage(4, 2, [1.0], "generate")[1]
+    directions = {name: Direction(torch.randn(4, 8), name=name) for name in ("persona", "refusal-selected")}
+    s = StudySpec.load()
+    layout = Layout(4, 1, (2, 4), ((2, 4),), (0, 1, 2, 3), (0, 1), (2, 4))
+    condition = next(c for c in build_test_conditions(s, layout, 2.0, [0.0] * 4) if c.group == g.REFUSAL_ABLATED)
     program = condition.program(directions)
-    assert program.ops[0].direction is directions["refusal"]
-    assert condition.ops.ops[0].direction == "refusal"  # the condition itself stays unbound
+    assert isinstance(program.ops[0], Ablate) and program.ops[0].direction is directions["refusal-selected"]
+    assert condition.ops.ops[0].direction == "refusal-selected"  # the condition itself stays unbound

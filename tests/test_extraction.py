@@ -16,7 +16,7 @@ from personagate.extraction import (
     RefusalSelection,
     first_token_kl,
     persona_direction,
-    projection_by_layer,
+    projections_by_layer,
     refusal_direction,
 )
 from personagate.scoring.first_token import RefusalTokens
@@ -78,10 +78,11 @@ def test_projection_readout_under_ablation_is_zero_inside_the_window(qwen):
     fmt = ChatFormatter(qwen.tokenizer)
     ids = [fmt.encode(p) for p in HARMLESS[:3]]
     d = Direction(torch.randn(qwen.n_layers, qwen.hidden_size, generator=torch.Generator().manual_seed(1)))
-    base = projection_by_layer(qwen, ids, d, progress=False)
-    ablated = projection_by_layer(qwen, ids, d, program=Program([Ablate(d, Window(2, 4))]), progress=False)
-    torch.testing.assert_close(ablated[:2], base[:2])
-    assert ablated[2:].abs().max() < 1e-4
+    base = projections_by_layer(qwen, ids, d, progress=False)
+    ablated = projections_by_layer(qwen, ids, d, program=Program([Ablate(d, Window(2, 4))]), progress=False)
+    assert base.shape == (3, qwen.n_layers)
+    torch.testing.assert_close(ablated[:, :2], base[:, :2])
+    assert ablated[:, 2:].abs().max() < 1e-4
 
 
 def test_cli_random_and_score(tmp_path, capsys):

@@ -199,3 +199,21 @@ def test_first_token_grid_equals_one_call_per_program(chat):
     for program, logits in zip(programs, grid, strict=True):
         single = next_token_logits(chat, ids, program=program, batch_size=4, progress=False)
         torch.testing.assert_close(logits, single, rtol=0, atol=1e-5)
+
+
+def test_last_scope_edits_only_the_last_prompt_position(qwen):
+    tokens = encode(qwen)[1]
+    d = direction(qwen)
+    with steer(qwen, [Add(d, 3.0, 1, scope="last")]) as steering:
+        steering.set_prompt_length(len(tokens))
+        with torch.inference_mode():
+            hs = qwen.model(input_ids=torch.tensor([tokens]), output_hidden_states=True).hidden_states
+    with torch.inference_mode():
+        base = qwen.model(input_ids=torch.tensor([tokens]), output_hidden_states=True).hidden_states
+    assert torch.equal(hs[1][0, :-1], base[1][0, :-1])
+    torch.testing.assert_close(hs[1][0, -1], base[1][0, -1] + 3.0 * d.at(1), rtol=0, atol=1e-5)
+    # while generating, the last prompt position is in the prefill only: the first token moves, the cache agrees
+    last = generate(qwen, [tokens], program=Program([Add(d, 6.0, 1, scope="last")]), max_new_tokens=6, progress=False)
+    full = recompute_without_cache(qwen, tokens, 6, Program([Add(d, 6.0, 1, scope="last")]))
+    eos = qwen.tokenizer.eos_token_id
+    assert last[0].tokens == (full[: full.index(eos)] if eos in full else full)

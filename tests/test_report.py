@@ -15,18 +15,19 @@ PAYLOAD = "<script>document.title='PWNED';document.body.setAttribute('data-pwned
 
 def make_store(path):
     store = RunStore(path)
-    store.start({"model": "tiny <b>model</b>", "spec": {"steering": {"incoherent_kl": 2.0}}}, ("model",))
-    store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate")
-    store.add_condition("persona x2", 1, "persona_sweep", 2.0, None, "add 2 x persona at layer 1", "generate")
+    store.start({"model": "tiny <b>model</b>", "spec": {"scoring": {"max_nll_delta": 0.5}}}, ("model",))
+    store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate", {"role": "baseline"})
+    meta = {"role": "persona"}
+    store.add_condition("persona x2", 1, "persona", 2.0, None, "add 2 x persona at layer 1", "generate", meta)
     store.write_rows(
         [
-            Row("baseline", "harmful", 0, PAYLOAD, 0, None),
-            Row("baseline", "harmful", 1, "I can't.", 1, None),
-            Row("persona x2", "harmful", 0, "Sure", 0, None),
-            Row("baseline", "kl", 0, None, None, 0.0),
+            Row("baseline", "harmful", 0, PAYLOAD, 0, label="comply"),
+            Row("baseline", "harmful", 1, "I can't.", 1, label="refuse"),
+            Row("persona x2", "harmful", 0, "Sure", 0, label="comply"),
+            Row("baseline", "neutral", 0, loglik=-2.0),
         ]
     )
-    store.write_readout("baseline", [0.1, 0.5, 0.9])
+    store.write_readout("baseline", [[0.1, 0.5, 0.9], [0.2, 0.4, 1.1]])
     store.set_fact("persona_coeff", 2.0)
     return store
 

@@ -16,50 +16,73 @@ def load(tmp_path, body: str) -> StudySpec:
 
 def test_defaults_are_typed_sections():
     spec = StudySpec.load()
-    assert spec.model.id == "default" and spec.generation.max_new_tokens > 0
-    assert all(isinstance(c, float) for c in spec.steering.persona_coeffs)
-    assert spec.scoring.judge == ""
-    assert set(spec.to_dict()) == {"model", "prompts", "directions", "steering", "generation", "scoring"}
+    assert spec.model.id == "default" and spec.generation.max_new_tokens >= 64
+    assert all(isinstance(c, float) for c in spec.persona.coeffs)
+    assert spec.scoring.judge == "" and spec.protocol == "v2"
+    assert {"model", "prompts", "persona", "reintroduce", "windows", "verdicts", "findings"} <= set(spec.to_dict())
+    ids = ["persona_suppresses", "reintroduce_late", "window_restores", "random_does_not"]
+    assert [f.id for f in spec.findings] == ids
+    assert spec.prompts.n_test >= 100 and spec.windows.random_seeds >= 20
+
+
+def test_v1_is_a_named_protocol():
+    v1 = StudySpec.load(protocol="v1")
+    assert v1.reintroduce.dose == "selected_raw" and v1.windows.random == "orthogonal"
+    assert v1.windows.placement == "absolute" and v1.prompts.harmful == "builtin:harmful"
+    with pytest.raises(PersonagateError, match="unknown protocol"):
+        StudySpec.load(protocol="v3")
 
 
 def test_quick_overrides_and_file_overrides(tmp_path):
     quick = StudySpec.load(quick=True)
     assert quick.prompts.n_test == QUICK["prompts"]["n_test"]
-    spec = load(tmp_path, "[steering]\npersona_coeffs = [1, 2.5]\nwindow_width = 3\n")
-    assert spec.steering.persona_coeffs == [1.0, 2.5] and spec.steering.window_width == 3
-    assert isinstance(spec.steering.window_width, int)  # a block count, not a depth fraction
+    spec = load(tmp_path, "[persona]\ncoeffs = [1, 2.5]\n[windows]\nwidth = 3\n")
+    assert spec.persona.coeffs == [1.0, 2.5] and spec.windows.width == 3
+    assert isinstance(spec.windows.width, int)  # a block count, not a depth fraction
     assert spec.base == tmp_path.resolve()
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[steering]\npersona_coeffs = [1.0, 1.0]\n", "lists 1.0 twice"),
-        ("[steering]\npersona_coeffs = [1, 1.0]\n", "lists 1.0 twice"),
-        ("[steering]\npersona_coeffs = [nan]\n", "finite"),
-        ("[steering]\npersona_coeffs = []\n", "at least one"),
-        ("[steering]\nincoherent_kl = nan\n", "finite"),
-        ("[steering]\ncoherence_max_kl = nan\n", "finite"),
-        ("[steering]\ncoherence_max_kl = -1.0\n", "positive"),
-        ("[steering]\nreintroduce_layer_stride = 0\n", "at least 1"),
-        ("[steering]\nlate_window = '20:10'\n", "start < stop|START:STOP|resolves"),
-        ("[steering]\nreintroduce_windows = ['1/0:1']\n", "START:STOP"),
-        ("[steering]\npersona_layer = true\n", "must be a number"),
-        ("[steering]\npersona_layer = 1.5\n", "depth fraction"),
+        ("[persona]\ncoeffs = [1.0, 1.0]\n", "lists 1.0 twice"),
+        ("[persona]\ncoeffs = [1, 1.0]\n", "lists 1.0 twice"),
+        ("[persona]\ncoeffs = [nan]\n", "finite"),
+        ("[persona]\ncoeffs = []\n", "at least one"),
+        ("[persona]\ncoeffs = [-1.0]\n", "positive"),
+        ("[scoring]\nmax_nll_delta = nan\n", "finite"),
+        ("[scoring]\nmax_nll_delta = -1.0\n", "positive"),
+        ("[scoring]\nmax_repetition = 2.0\n", "share"),
+        ("[reintroduce]\nlayer_stride = 0\n", "at least 1"),
+        ("[reintroduce]\ndose = 'huge'\n", "reintroduce.dose"),
+        ("[windows]\nlate = '20:10'\n", "start < stop|START:STOP|resolves"),
+        ("[windows]\nlate = '1/0:1'\n", "START:STOP"),
+        ("[windows]\nrandom_seeds = -1\n", "at least 0"),
+        ("[persona]\nlayer = true\n", "must be a number"),
+        ("[persona]\nlayer = 1.5\n", "depth fraction"),
         ("[generation]\nmax_new_tokens = -5\n", "at least 1"),
         ("[generation]\nbatch_size = 0\n", "at least 1"),
         ("[generation]\nmain = 'sample'\n", "generation.main"),
         ("[model]\ndtype = 'int8'\n", "model.dtype"),
         ("[model]\ndevice = 'banana'\n", "unknown device 'banana'"),
-        ("[directions]\nrandom_seeds = ['a']\n", "must be an integer"),
-        ("[directions]\nrandom_seeds = [1, 1]\n", "twice"),
+        ("[directions]\nresamples = ['a']\n", "must be an integer"),
+        ("[directions]\nresamples = [1, 1]\n", "twice"),
+        ("[directions]\nresamples = []\n", "at least one"),
         ("[prompts]\nn_test = 2.5\n", "must be an integer"),
         ("[prompts]\nn_train = true\n", "must be an integer"),
+        ("[verdicts]\nalpha = 0.7\n", "below 0.5"),
         ("[scoring]\njudge = 'openai'\n", "judge_url"),
         ("[scoring]\njudge = 'gpt'\n", "scoring.judge"),
-        ("[steering]\nwindow_widht = 2\n", "unknown key steering.window_widht"),
+        ("[persona]\nlayr = 2\n", "unknown key persona.layr"),
         ("[sterring]\nx = 1\n", "unknown section"),
-        ("steering = 3\n", "must be a table"),
+        ("persona = 3\n", "must be a table"),
+        ("[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'vibes'\n", "findings\\[0\\].rule"),
+        ("[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'decrease'\n", "needs 'treated'"),
+        (
+            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'equivalent'\ntreated = 'a'\n"
+            "reference = 'b'\nrequires = 'y'\n",
+            "requires 'y'",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, body, message):
@@ -69,11 +92,11 @@ def test_bad_values_name_the_key(tmp_path, body, message):
 
 
 def test_layer_checks_need_the_block_count(tmp_path):
-    spec = load(tmp_path, "[steering]\npersona_layer = 30\n")
-    with pytest.raises(PersonagateError, match="persona_layer = 30 is out of range"):
+    spec = load(tmp_path, "[persona]\nlayer = 30\n")
+    with pytest.raises(PersonagateError, match=r"persona\.layer = 30 is out of range"):
         spec.check_layers(24)
     assert spec.persona_layer(32) == 30
-    assert StudySpec.load().persona_layer(24) == 12
+    assert StudySpec.load().persona_layer(24) == 6
 
 
 def test_non_utf8_spec_is_named(tmp_path):

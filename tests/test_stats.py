@@ -398,3 +398,17 @@ def test_stats_imports_only_numpy_scipy_errors_and_stdlib():
     third_party = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
     assert third_party <= {"numpy", "scipy", "personagate.errors"}, third_party
     assert "numpy" in third_party and "scipy" in third_party
+
+
+def test_share_restored_known_values_and_interval():
+    from personagate.stats import share_restored
+
+    baseline = [1] * 10 + [0] * 10  # 50%
+    steered = [1] * 2 + [0] * 18  # 10%
+    treated = [1] * 6 + [0] * 14  # 30%: half of the 40-point effect undone
+    share, low, high = share_restored(treated, steered, baseline, n_boot=2000, seed=1)
+    assert share == pytest.approx(0.5)
+    assert low < 0.5 < high
+    assert math.isnan(share_restored([1, 0], [1, 0], [1, 0])[0])  # no effect: no share
+    with pytest.raises(PersonagateError):
+        share_restored([1], [1, 0], [1, 0])

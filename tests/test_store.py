@@ -14,12 +14,20 @@ def test_rows_round_trip_and_a_batch_is_all_or_nothing(tmp_path):
     with RunStore(tmp_path / "run") as store:
         store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate")
         store.add_condition("baseline", 5, "other", 1.0, 2, "ignored: first one wins", "first_token")
-        store.write_rows([Row("baseline", "harmful", 0, text="No.", refusal=1), Row("baseline", "kl", 0, kl=0.25)])
+        store.write_rows(
+            [
+                Row("baseline", "harmful", 0, text="No.", refusal=1, label="refuse"),
+                Row("baseline", "neutral", 0, loglik=-2.5),
+            ]
+        )
         with pytest.raises(sqlite3.IntegrityError):  # a row already there: the whole batch is rejected
             store.write_rows([Row("baseline", "harmful", 1, text="Sure", refusal=0), Row("baseline", "harmful", 0)])
         assert store.done_ids("baseline", "harmful") == {0}
         rows = store.rows("baseline")
-        assert [r.prompt_set for r in rows] == ["harmful", "kl"] and rows[1].kl == 0.25 and rows[1].score is None
+        assert (
+            [r.prompt_set for r in rows] == ["harmful", "neutral"] and rows[1].loglik == -2.5 and rows[1].score is None
+        )
+        assert rows[0].label == "refuse"
         assert store.conditions() == [
             {
                 "name": "baseline",
@@ -47,8 +55,8 @@ def test_facts_and_readout(tmp_path):
         store.set_fact("persona_coeff", 4.0)
         store.set_fact("persona_coeff", 2.0)
         assert store.fact("persona_coeff") == 2.0 and store.fact("missing", "d") == "d"
-        store.write_readout("baseline", [0.5, 1.5])
-        assert store.readout() == {"baseline": [0.5, 1.5]}
+        store.write_readout("baseline", [[0.5, 1.5], [0.7, 1.1]])  # two prompts, two layers
+        assert store.readout() == {"baseline": [[0.5, 0.7], [1.5, 1.1]]}  # per layer, per prompt
 
 
 def test_a_killed_run_whose_rows_are_still_in_the_write_ahead_log_can_be_reported(tmp_path):

@@ -35,31 +35,39 @@ def study_dir(tmp_path_factory):
     chat.model.save_pretrained(folder / "model")
     chat.tokenizer.save_pretrained(folder / "model")
     g = torch.Generator().manual_seed(0)
-    Direction(torch.randn(64, generator=g) * 3, name="refusal", meta={"layer": 1}).save(folder / "refusal.safetensors")
+    refusal = Direction(torch.randn(4, 64, generator=g) * 3, name="refusal", meta={"layer": 1})
+    refusal.save(folder / "refusal.safetensors")
     Direction(torch.randn(4, 64, generator=g), name="persona").save(folder / "persona.safetensors")
     (folder / "spec.toml").write_text(f"""
 [model]
 id = "{folder / "model"}"
 [prompts]
-n_train = 2
-n_val = 2
+n_val = 4
 n_test = 6
-n_kl = 4
-n_safe = 4
+n_train = 4
+n_safe = 3
+n_neutral = 3
 [directions]
 refusal = "refusal.safetensors"
 persona = "persona.safetensors"
-random_seeds = [0, 1]
 refusal_tokens = ["I", "S", "A", "N", "T", "W", "a", "e"]
-[steering]
-persona_coeffs = [1.0, 3.0]
-window_width = 2
-window_stride = 1
+resamples = [0, 1]
+[persona]
+layer = 1
+coeffs = [1.0, 3.0]
+random_adds = [0]
+[reintroduce]
+coeffs = [0.5, 1.0]
+layer_stride = 1
+[windows]
+width = 2
+stride = 1
+random_seeds = 3
 [generation]
 main = "generate"
 sweep = "first_token"
-max_new_tokens = 12
-batch_size = 2
+max_new_tokens = 8
+batch_size = 4
 """)
     return folder
 
@@ -75,21 +83,42 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
     rows = summary(out)
     assert {"condition", "refusal_rate", "ci_low", "ci_high", "n"} <= set(rows[0])
     names = [r["condition"] for r in rows]
-    assert names[:2] == ["baseline", "refusal ablated"]
+    assert names[:3] == ["baseline [val]", "persona x1 [val]", "persona x3 [val]"]
     groups = {r["group"] for r in rows}
     assert groups == {
         "baseline",
         "refusal_ablated",
         "persona_sweep",
+        "persona",
+        "sanity",
+        "style",
+        "random_add",
+        "natural",
         "reference",
-        "reintroduce_layer",
-        "reintroduce_window",
+        "reintroduce",
         "persona_window",
+        "projection_only",
+        "natural_window",
         "random_window",
+        "natural_random_window",
+        "positive_control",
+        "mediation",
     }
     assert "baseline [first_token]" in names  # the sweeps' references, measured like the sweeps
-    assert all(int(r["n"]) == 6 for r in rows)
-    assert (out / "report.html").read_text().count("<img") == 4
+    assert all(int(r["n"]) == (4 if r["group"] == "persona_sweep" or "[val]" in r["condition"] else 6) for r in rows)
+    labelled = [r for r in rows if r["mode"] == "generate"]
+    for r in labelled:  # three outcomes that add up
+        total = float(r["refusal_rate"]) + float(r["comply_rate"]) + float(r["incoherent_rate"])
+        assert abs(total - 1) < 1e-3
+    with open(out / "verdicts.csv", newline="") as f:
+        verdicts = list(csv.DictReader(f))
+    findings = {"persona_suppresses", "reintroduce_late", "window_restores", "random_does_not"}
+    assert {v["finding"] for v in verdicts} == findings
+    assert {v["scope"] for v in verdicts} == {"main", "resample 0 (screening)", "resample 1 (screening)"}
+    assert all(v["outcome"] == "inconclusive" for v in verdicts)  # 6 prompts: underpowered, and says so
+    page = (out / "report.html").read_text()
+    assert page.index("Verdicts") < page.index("Headline conditions") < page.index("Plots")
+    assert page.count("<img") >= 5
     assert (out / "manifest.json").is_file() and (out / "completions.jsonl").is_file()
     # a second run of the same command does nothing new
     db = sqlite3.connect(out / "run.sqlite")
@@ -141,10 +170,10 @@ def test_sigkill_part_way_then_resume_equals_uninterrupted(study_dir, tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[steering]\nwindow_widht = 2\n", "unknown key steering.window_widht"),
+        ("[windows]\nwidht = 2\n", "unknown key windows.widht"),
         ("[sterring]\nx = 1\n", "unknown section [sterring]"),
-        ("[steering]\npersona_layer = 40\n", "persona_layer = 40 is out of range"),
-        ("[steering]\nreintroduce_windows = ['3:3']\n", "start < stop"),
+        ("[persona]\nlayer = 40\n", "persona.layer = 40 is out of range"),
+        ("[windows]\nlate = '3:3'\n", "start < stop"),
         ("[prompts]\nharmful = 'missing.txt'\n", "prompts.harmful: no such prompt file"),
         ("[generation]\nmain = 'sample'\n", "generation.main"),
     ],
@@ -167,7 +196,7 @@ def test_spec_errors_fail_before_any_model_is_loaded(study_dir, tmp_path, capsys
 
 def test_quick_profile_and_builtin_spec_load():
     spec = StudySpec.load(quick=True)
-    assert spec.generation.main == "first_token" and spec.prompts.n_test == 16
+    assert spec.generation.main == "generate" and spec.prompts.n_test == 16
     with pytest.raises(PersonagateError, match="no such spec file"):
         StudySpec.load("nope.toml")
 
@@ -178,8 +207,8 @@ def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(out), "--markdown", "--plots", str(tmp_path / "plots")]) == 0
     printed = capsys.readouterr().out
-    assert "| baseline |" in printed and "| condition | refusal |" in printed
-    assert len(list((tmp_path / "plots").glob("plot*.png"))) == 4
+    assert "| baseline |" in printed and "| condition | refusal |" in printed and "| finding | verdict |" in printed
+    assert len(list((tmp_path / "plots").glob("plot*.png"))) >= 5
 
 
 class _Judge(BaseHTTPRequestHandler):

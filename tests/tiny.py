@@ -103,7 +103,7 @@ _COMMON = dict(
     num_hidden_layers=4,
     num_attention_heads=4,
     num_key_value_heads=2,
-    max_position_embeddings=256,
+    max_position_embeddings=1024,
 )
 
 CONFIGS = {

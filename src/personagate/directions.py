@@ -160,3 +160,38 @@ def random_direction(
 def cosine_by_layer(a: Direction, b: Direction, n_layers: int) -> torch.Tensor:
     """``[n_layers]`` cosine similarity of the vectors two directions use at each layer."""
     return torch.stack([torch.nn.functional.cosine_similarity(a.at(i), b.at(i), dim=0) for i in range(n_layers)])
+
+
+def matched_random_direction(like: Direction, anchor: torch.Tensor, seed: int, *, name: str | None = None) -> Direction:
+    """A random control that can fail: at every layer it has the same cosine with ``anchor`` (the
+    injected vector) as ``like`` has there, and ``like``'s norm; otherwise it is Haar-random.
+
+    Projecting ``like`` out of a window removes a share of the injected vector set by that cosine;
+    this control removes the same share. If projecting ``like`` out restores behaviour only because
+    it removes injected vector, these controls restore it as well.
+    """
+    if anchor.dim() != 1 or anchor.shape[0] != like.hidden_size:
+        raise PersonagateError(f"the anchor must be one vector of size {like.hidden_size}, got {tuple(anchor.shape)}")
+    if float(anchor.norm()) == 0:
+        raise PersonagateError("the anchor (the injected vector) is zero; nothing to match")
+    generator = torch.Generator().manual_seed(seed)
+    a = anchor.to(torch.float64) / anchor.to(torch.float64).norm()
+    rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0)
+    out = torch.zeros_like(rows)
+    for layer in range(rows.shape[0]):
+        v = rows[layer].to(torch.float64)
+        w = torch.randn(like.hidden_size, generator=generator, dtype=torch.float64)
+        if float(v.norm()) == 0:
+            continue
+        cos = float((v @ a) / v.norm())
+        w = w - (w @ a) * a
+        w = w / w.norm()
+        r = cos * a + (max(0.0, 1.0 - cos * cos) ** 0.5) * w
+        out[layer] = (r * v.norm()).to(torch.float32)
+    meta = {
+        **{k: v for k, v in like.meta.items() if k in ("model", "config_hash")},
+        "method": "random, cosine with the injected vector matched per layer",
+        "seed": seed,
+        "controls_for": like.name,
+    }
+    return Direction(out if like.per_layer else out[0], name=name or f"matched-{seed}", meta=meta)

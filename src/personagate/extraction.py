@@ -24,12 +24,15 @@ from personagate._version import __version__
 from personagate.activations import last_token_activations, mean_activations, tail_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.generation import generate, next_token_logits
+from personagate.generation import generate, next_token_logits, next_token_logits_grid
 from personagate.interventions import Ablate, Add, Program, Window, steer
 from personagate.models.loading import ChatModel
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
 from personagate.scoring.first_token import RefusalTokens, derive_refusal_tokens
 from personagate.scoring.phrases import refusal_flags
+
+# Refusal-direction candidates scored side by side per batch (rows = this x the validation prompts).
+CANDIDATES_PER_BATCH = 8
 
 
 def prompt_set_hash(prompts: Sequence[str]) -> str:
@@ -98,9 +101,14 @@ class RefusalSelection:
 
 @dataclass
 class RefusalResult:
+    """The selected refusal vector (``direction``, one vector), the per-layer differences in means at
+    the selected position (``per_layer``, with each layer's mean residual norm in its meta), the
+    refusal tokens and the candidate table."""
+
     direction: Direction
     refusal_tokens: RefusalTokens
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    per_layer: Direction | None = None
 
     def save_candidates(self, path: str | Path) -> None:
         path = Path(path)
@@ -140,30 +148,8 @@ def refusal_direction(
             batch_size=batch_size,
             progress=progress,
         )
-    harm_acts, harm_logits = tail_activations(
-        chat,
-        [fmt.encode(p) for p in harmful_train],
-        n_pos,
-        batch_size=batch_size,
-        progress=progress,
-        desc="harmful train",
-    )
-    safe_acts, safe_logits = tail_activations(
-        chat,
-        [fmt.encode(p) for p in harmless_train],
-        n_pos,
-        batch_size=batch_size,
-        progress=progress,
-        desc="harmless train",
-    )
-    keep_harm = refusal_tokens.score(harm_logits) > 0
-    keep_safe = refusal_tokens.score(safe_logits) < 0
-    if keep_harm.sum() < 2 or keep_safe.sum() < 2:
-        raise PersonagateError(
-            f"only {int(keep_harm.sum())} harmful prompts are refused and {int(keep_safe.sum())} harmless ones "
-            "answered by first-token score; the model may not refuse, or the prompt sets are too small"
-        )
-    diffs = harm_acts[keep_harm].mean(0) - safe_acts[keep_safe].mean(0)  # [n_pos, L, d]
+    means = train_means(chat, fmt, harmful_train, harmless_train, n_pos, refusal_tokens, batch_size, progress)
+    diffs = means.diffs
 
     harm_val = [fmt.encode(p) for p in harmful_val[: sel.n_val]]
     safe_val = [fmt.encode(p) for p in harmless_val[: sel.n_val]]
@@ -172,28 +158,36 @@ def refusal_direction(
     limit = int(chat.n_layers * (1 - sel.prune_last_fraction))
     grid = [(p, layer) for p in range(-n_pos, 0) for layer in range(0, chat.n_layers, sel.layer_stride)]
     candidates: list[dict[str, Any]] = []
-    for pos, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
+    scored: list[tuple[dict[str, Any], Direction]] = []
+    for pos, layer in grid:
         vector = diffs[pos, layer]
         row: dict[str, Any] = {"position": pos, "layer": layer, "norm": float(vector.norm())}
         skip = "last layers" if layer >= limit else "zero vector" if row["norm"] < 1e-6 else ""
         if skip:
             row.update(bypass=float("nan"), induce=float("nan"), kl=float("nan"), kept=False, reason=skip)
-            candidates.append(row)
-            continue
-        d = Direction(vector, name="refusal-candidate")
-        ablate = Program([Ablate(d, Window(0, chat.n_layers))])
-        harm_ablated = next_token_logits(chat, harm_val, program=ablate, batch_size=batch_size, progress=False)
-        safe_ablated = next_token_logits(chat, safe_val, program=ablate, batch_size=batch_size, progress=False)
-        safe_added = next_token_logits(
-            chat, safe_val, program=Program([Add(d, 1.0, layer)]), batch_size=batch_size, progress=False
-        )
-        row["bypass"] = float(refusal_tokens.score(harm_ablated).mean())
-        row["induce"] = float(refusal_tokens.score(safe_added).mean())
-        row["kl"] = float(first_token_kl(base_safe, safe_ablated).mean())
-        reasons = [r for r, bad in (("kl", row["kl"] > sel.max_kl), ("induce", row["induce"] < sel.min_induce)) if bad]
-        row.update(kept=not reasons, reason=",".join(reasons))
+        else:
+            scored.append((row, Direction(vector, name="refusal-candidate")))
         candidates.append(row)
+    groups = [scored[i : i + CANDIDATES_PER_BATCH] for i in range(0, len(scored), CANDIDATES_PER_BATCH)]
+    for group in tqdm(groups, desc="refusal candidates", disable=not progress, unit="batch"):
+        ablate = [Program([Ablate(d, Window(0, chat.n_layers))]) for _, d in group]
+        add = [Program([Add(d, 1.0, row["layer"])]) for row, d in group]
+        harm_ablated = next_token_logits_grid(chat, ablate, harm_val, batch_size=batch_size * len(group))
+        safe_ablated = next_token_logits_grid(chat, ablate, safe_val, batch_size=batch_size * len(group))
+        safe_added = next_token_logits_grid(chat, add, safe_val, batch_size=batch_size * len(group))
+        for (row, _), h_abl, s_abl, s_add in zip(group, harm_ablated, safe_ablated, safe_added, strict=True):
+            row["bypass"] = float(refusal_tokens.score(h_abl).mean())
+            row["induce"] = float(refusal_tokens.score(s_add).mean())
+            row["kl"] = float(first_token_kl(base_safe, s_abl).mean())
+            reasons = [
+                r for r, bad in (("kl", row["kl"] > sel.max_kl), ("induce", row["induce"] < sel.min_induce)) if bad
+            ]
+            row.update(kept=not reasons, reason=",".join(reasons))
     kept = [c for c in candidates if c["kept"]]
+    note = ""
+    if not kept:  # nothing induces refusal at coefficient 1 (a small model, one refusal token): say so, keep KL
+        kept = [c for c in candidates if c["reason"] == "induce"]
+        note = "no candidate induced refusal at coefficient 1; chosen among those within the KL limit"
     if not kept:
         raise PersonagateError(
             "no refusal-direction candidate passed the filters (KL, induce, layer); "
@@ -209,15 +203,108 @@ def refusal_direction(
         induce=best["induce"],
         kl=best["kl"],
         baseline_harmful_score=float(base_harm_score.mean()),
-        n_harmful=int(keep_harm.sum()),
-        n_harmless=int(keep_safe.sum()),
+        n_harmful=means.n_harmful,
+        n_harmless=means.n_harmless,
         data_hash=prompt_set_hash([*harmful_train, *harmless_train]),
         refusal_tokens=refusal_tokens.to_dict(),
         selection=asdict(sel),
+        selection_note=note,
         system=_system_label(system),
     )
     direction = Direction(diffs[best["position"], best["layer"]].clone(), name="refusal", meta=meta)
-    return RefusalResult(direction=direction, refusal_tokens=refusal_tokens, candidates=candidates)
+    per_layer = Direction(
+        diffs[best["position"]].clone(),
+        name="refusal",
+        meta={
+            **meta,
+            "method": "diff-in-means per layer at the selected position",
+            "per_layer": True,
+            "residual_norms": means.residual_norms[best["position"]].tolist(),
+        },
+    )
+    return RefusalResult(direction=direction, refusal_tokens=refusal_tokens, candidates=candidates, per_layer=per_layer)
+
+
+def refusal_direction_at(
+    chat: ChatModel,
+    harmful_train: Sequence[str],
+    harmless_train: Sequence[str],
+    position: int,
+    refusal_tokens: RefusalTokens,
+    *,
+    system: SystemPrompt = MODEL_DEFAULT,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Direction:
+    """The per-layer difference in means at a post-instruction ``position`` chosen before (by
+    ``refusal_direction``'s selection on another sample): what a resample of the training prompts
+    re-extracts without choosing again."""
+    fmt = ChatFormatter(chat.tokenizer, system)
+    means = train_means(chat, fmt, harmful_train, harmless_train, -position, refusal_tokens, batch_size, progress)
+    meta = _provenance(
+        chat,
+        method="diff-in-means per layer at a given position",
+        position=position,
+        per_layer=True,
+        residual_norms=means.residual_norms[position].tolist(),
+        n_harmful=means.n_harmful,
+        n_harmless=means.n_harmless,
+        data_hash=prompt_set_hash([*harmful_train, *harmless_train]),
+        system=_system_label(system),
+    )
+    return Direction(means.diffs[position].clone(), name="refusal", meta=meta)
+
+
+@dataclass
+class TrainMeans:
+    diffs: torch.Tensor  # [n_positions, n_layers, d]: harmful mean - harmless mean
+    residual_norms: torch.Tensor  # [n_positions, n_layers]: mean residual norm over harmless prompts
+    n_harmful: int
+    n_harmless: int
+
+
+def train_means(
+    chat: ChatModel,
+    fmt: ChatFormatter,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    n_positions: int,
+    refusal_tokens: RefusalTokens,
+    batch_size: int,
+    progress: bool,
+) -> TrainMeans:
+    """Means over the last ``n_positions`` prompt tokens at every layer, after Arditi et al.'s filter:
+    harmful prompts the model refuses and harmless ones it answers (by its own first-token score)."""
+    harm_acts, harm_logits = tail_activations(
+        chat,
+        [fmt.encode(p) for p in harmful],
+        n_positions,
+        batch_size=batch_size,
+        progress=progress,
+        desc="harmful train",
+    )
+    safe_acts, safe_logits = tail_activations(
+        chat,
+        [fmt.encode(p) for p in harmless],
+        n_positions,
+        batch_size=batch_size,
+        progress=progress,
+        desc="harmless train",
+    )
+    keep_harm = refusal_tokens.score(harm_logits) > 0
+    keep_safe = refusal_tokens.score(safe_logits) < 0
+    if keep_harm.sum() < 2 or keep_safe.sum() < 2:
+        raise PersonagateError(
+            f"only {int(keep_harm.sum())} harmful prompts are refused and {int(keep_safe.sum())} harmless ones "
+            "answered by first-token score; the model may not refuse, or the prompt sets are too small"
+        )
+    safe_kept = safe_acts[keep_safe]
+    return TrainMeans(
+        diffs=harm_acts[keep_harm].mean(0) - safe_kept.mean(0),
+        residual_norms=safe_kept.norm(dim=-1).mean(0),
+        n_harmful=int(keep_harm.sum()),
+        n_harmless=int(keep_safe.sum()),
+    )
 
 
 def _system_label(system: SystemPrompt) -> str | None:
@@ -231,14 +318,18 @@ PersonaPositions = Literal["last", "post_instruction", "response"]
 
 @dataclass
 class PersonaSet:
+    """System prompts: ``compliant`` personas, cautious ``contrast`` ones, non-compliant ``styles``
+    (specificity controls), and the neutral ``questions`` asked under each."""
+
     compliant: list[str]
     contrast: list[str]
     questions: list[str]
+    styles: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def builtin(cls) -> PersonaSet:
         data = json.loads(resources.files("personagate").joinpath("data/personas.json").read_text())
-        return cls(data["compliant"], data["contrast"], data["questions"])
+        return cls(data["compliant"], data["contrast"], data["questions"], dict(data.get("styles", {})))
 
     @classmethod
     def load(cls, path: str | Path) -> PersonaSet:
@@ -333,7 +424,7 @@ def persona_direction(
 # --- readout --------------------------------------------------------------------------------------
 
 
-def projection_by_layer(
+def projections_by_layer(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
     direction: Direction,
@@ -342,10 +433,13 @@ def projection_by_layer(
     batch_size: int = 16,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Mean scalar projection of resid_pre at the last prompt token onto the unit direction, per layer,
-    optionally under a program: ``[n_layers]``."""
+    """Scalar projection of resid_pre at the last prompt token onto the direction's unit vector at
+    each layer (each layer's own vector for a per-layer direction), per prompt, optionally under a
+    program: ``[n_prompts, n_layers]``."""
     program = program or Program()
     with steer(chat, program):
         acts = last_token_activations(chat, token_lists, batch_size=batch_size, progress=progress, desc="readout")
-    units = torch.stack([direction.unit_at(layer) for layer in range(chat.n_layers)])  # [L, d]
-    return (acts * units.unsqueeze(0)).sum(-1).mean(0)
+    vectors = torch.stack([direction.at(layer) for layer in range(chat.n_layers)])  # [L, d]
+    norms = vectors.norm(dim=-1, keepdim=True)
+    units = torch.where(norms > 0, vectors / norms.clamp_min(1e-12), torch.zeros_like(vectors))  # zero: no direction
+    return (acts * units.unsqueeze(0)).sum(-1)

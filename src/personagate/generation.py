@@ -32,6 +32,7 @@ class Completion:
     text: str
     tokens: list[int]
     finish: Finish
+    first_score: float | None = None  # ``first_token(logits)`` of the first reply token, when asked for
 
 
 def eos_token_ids(chat: ChatModel) -> set[int]:
@@ -119,11 +120,13 @@ def _generate_batch(
     row_programs: Sequence[int] | None = None,
     stop_at_eos: bool = True,
     share_layers: bool = True,
+    first_token: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     eos = eos_token_ids(chat) if stop_at_eos else set()  # off: every row runs the full budget (benchmarks)
     prefilled = prefill(chat, token_lists, steering, row_programs, share_layers=share_layers)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
+    first_scores = first_token(logits.float()).tolist() if first_token is not None else [None] * len(token_lists)
     generated: list[list[int]] = [[] for _ in token_lists]
     finish: list[Finish | None] = [None] * len(token_lists)
     texts: list[str | None] = [None] * len(token_lists)
@@ -162,7 +165,8 @@ def _generate_batch(
     out = []
     for row in range(len(token_lists)):
         text = texts[row] if texts[row] is not None else tokenizer.decode(generated[row], skip_special_tokens=True)
-        out.append(Completion(index=row, text=text, tokens=generated[row], finish=finish[row] or "length"))
+        finished = finish[row] or "length"
+        out.append(Completion(row, text, generated[row], finished, first_scores[row]))
     return out
 
 
@@ -232,6 +236,7 @@ def generate_grid(
     desc: str = "grid",
     force: bool = False,
     share_layers: bool = True,
+    first_token: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, list[Completion]]:
     """Greedy completions of every prompt under every program, the conditions side by side in one batch.
 
@@ -261,6 +266,7 @@ def generate_grid(
                 steering,
                 batch_programs,
                 share_layers=share_layers,
+                first_token=first_token,
             )
             for r, completion in zip(indices, completions, strict=True):
                 program, prompt = rows[r]

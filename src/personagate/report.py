@@ -1,4 +1,5 @@
-"""A self-contained HTML report rebuilt from a run store: table, plots (inline PNG), samples.
+"""A self-contained HTML report rebuilt from a run store: the verdicts first, then the headline table,
+the plots (inline PNG), the agreement of the measures, sample replies of every group, every condition.
 
 Model output is untrusted text: everything taken from the store is HTML-escaped.
 """
@@ -7,131 +8,104 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personagate.experiments import groups
-from personagate.experiments.results import SUMMARY_COLUMNS, export, judge_agreement, summarise
+from personagate import plots
+from personagate.experiments import groups as g
+from personagate.experiments.results import (
+    SUMMARY_COLUMNS,
+    export,
+    judge_agreement,
+    outcomes,
+    screening_agreement,
+    summarise,
+)
 from personagate.experiments.store import RunStore
+from personagate.experiments.verdicts import Verdict, compute_verdicts
 from personagate.outputs import write_atomically
+from personagate.stats import share_restored
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45}
-table{border-collapse:collapse;font-size:.85rem;width:100%}th,td{border-bottom:1px solid #ddd;padding:.25rem .5rem;
-text-align:left;vertical-align:top}th{background:#f4f4f4;position:sticky;top:0}tr.flag td{background:#fff3f0}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1150px;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:.82rem;width:100%;margin:.5rem 0 1rem}th,td{border-bottom:1px solid #ddd;
+padding:.25rem .45rem;text-align:left;vertical-align:top}th{background:#f4f4f4}tr.flag td{background:#fff3f0}
+td.reproduced{background:#e6f4ea;font-weight:600}td.not-reproduced{background:#fde8e8;font-weight:600}
+td.inconclusive{background:#fff8e1;font-weight:600}
 .plots{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.plots figure{margin:0}.plots img{width:100%}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.5rem;border-radius:4px;font-size:.8rem;margin:.25rem 0}
 details{margin:.25rem 0}summary{cursor:pointer}.muted{color:#777}
 """
 
-
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _figure(title: str, xlabel: str, ylabel: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
+HEADLINE_GROUPS = (
+    g.BASELINE,
+    g.REFUSAL_ABLATED,
+    g.PERSONA,
+    g.SANITY,
+    g.STYLE,
+    g.RANDOM_ADD,
+    g.NATURAL,
+    g.PERSONA_WINDOW,
+    g.PROJECTION_ONLY,
+    g.NATURAL_WINDOW,
+    g.POSITIVE_CONTROL,
+)
 
 
-def _reference_lines(ax: Any, rows: dict[str, dict[str, Any]], persona_name: str | None, mode: str) -> None:
-    """Baseline and persona-steering levels, measured the same way (mode) as the sweep they frame."""
-    for name, style in (("baseline", dict(color="k", ls="--")), (persona_name, dict(color="tab:red", ls=":"))):
-        if not name:
-            continue
-        row = rows.get(f"{name} [{mode}]") or rows.get(name)
-        if row is not None:
-            ax.axhline(row["refusal_rate"], lw=1, label=f"{name} ({row['mode']})", **style)
+def headline(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditions a reader looks at first: the arms measured the main way (resample 0), plus the sanity arm."""
+    main = next((r["mode"] for r in summary if r["role"] == "baseline" and r["prompts"] == g.HARMFUL), None)
+    sanity = next((r for r in summary if r["group"] == g.SANITY), None)
+    rows = [
+        r
+        for r in summary
+        if r["group"] in HEADLINE_GROUPS and r["resample"] == 0 and r["prompts"] == g.HARMFUL and r["mode"] == main
+    ]
+    if sanity is not None:  # beside the baseline measured the same way: they must be equal
+        reference = [
+            r for r in summary if r["role"] == "baseline" and r["mode"] == sanity["mode"] and r["prompts"] == g.HARMFUL
+        ]
+        rows += [r for r in reference if r not in rows] + [sanity]
+    return rows
 
 
-def plots(
-    summary: Sequence[dict[str, Any]],
-    readout: dict[str, list[float]],
-    cos: list[float] | None,
-    persona_name: str | None,
-) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) for each plot the data supports."""
-    rows = {r["condition"]: r for r in summary}
+def mediation_shares(store: RunStore, summary: Sequence[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
+    """Per mediation window: the share of the persona effect (in the sweep mode) that the clamp undoes."""
+    rows = [r for r in summary if r["group"] == g.MEDIATION and r["resample"] == 0]
+    if not rows:
+        return []
+    mode = rows[0]["mode"]
+    steered = plots._find(summary, "persona", mode)
+    base = plots._find(summary, "baseline", mode)
+    if steered is None or base is None:
+        return []
+    s_out, b_out = outcomes(store, steered["condition"]), outcomes(store, base["condition"])
     out = []
-    reintro = sorted((r for r in summary if r["group"] == groups.REINTRODUCE_LAYER), key=lambda r: r["x"])
-    if reintro:
-        fig, ax = _figure("Refusal direction added back at one layer (under persona steering)", "layer", "refusal rate")
-        xs = [r["x"] for r in reintro]
-        ax.plot(xs, [r["refusal_rate"] for r in reintro], "o-", label="persona + refusal @ layer")
-        ax.fill_between(xs, [r["ci_low"] for r in reintro], [r["ci_high"] for r in reintro], alpha=0.2)
-        bad = [r for r in reintro if "incoherent" in r["flags"]]
-        if bad:
-            ax.plot(
-                [r["x"] for r in bad],
-                [r["refusal_rate"] for r in bad],
-                "x",
-                color="tab:red",
-                ms=10,
-                mew=2,
-                label="incoherent (KL over the limit)",
+    for r in sorted(rows, key=lambda r: r["x"]):
+        t_out = outcomes(store, r["condition"])
+        shared = sorted(set(t_out) & set(s_out) & set(b_out))
+        if shared:
+            share = share_restored(
+                [t_out[i] for i in shared], [s_out[i] for i in shared], [b_out[i] for i in shared], n_boot=2000
             )
-        _reference_lines(ax, rows, persona_name, reintro[0]["mode"])
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8)
-        out.append(("Reintroduction curve: refusal when the refusal direction is added back at each layer.", _png(fig)))
-    windows = sorted((r for r in summary if r["group"] == groups.PERSONA_WINDOW), key=lambda r: r["x"])
-    randoms = [r for r in summary if r["group"] == groups.RANDOM_WINDOW]
-    if windows:
-        fig, ax = _figure(
-            "Persona projected out of a window (under persona steering)", "window start (block)", "refusal rate"
-        )
-        xs = [r["x"] for r in windows]
-        ax.plot(xs, [r["refusal_rate"] for r in windows], "o-", color="tab:blue", label="persona projected out")
-        ax.fill_between(xs, [r["ci_low"] for r in windows], [r["ci_high"] for r in windows], alpha=0.15)
-        if randoms:
-            by_x: dict[float, list[float]] = {}
-            for r in randoms:
-                by_x.setdefault(r["x"], []).append(r["refusal_rate"])
-            rx = sorted(by_x)
-            ax.fill_between(
-                rx,
-                [min(by_x[x]) for x in rx],
-                [max(by_x[x]) for x in rx],
-                color="tab:gray",
-                alpha=0.3,
-                label=f"random directions (min-max, {len(randoms) // max(len(rx), 1)} seeds)",
-            )
-            ax.plot(rx, [sum(by_x[x]) / len(by_x[x]) for x in rx], color="tab:gray", lw=1)
-        _reference_lines(ax, rows, persona_name, windows[0]["mode"])
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8)
-        out.append(("Window curve: persona vs random directions projected out of sliding windows.", _png(fig)))
-    if cos:
-        fig, ax = _figure("cos(persona, refusal) per layer", "layer", "cosine")
-        ax.plot(range(len(cos)), cos, "o-", color="tab:purple")
-        ax.axhline(0, color="k", lw=0.5)
-        out.append(("Geometry: cosine between the persona and refusal directions at each layer.", _png(fig)))
-    if readout:
-        fig, ax = _figure(
-            "Projection on the refusal direction (harmful prompts, last token)", "layer", "mean projection"
-        )
-        for name, values in readout.items():
-            ax.plot(range(len(values)), values, "o-", ms=3, label=name)
-        ax.legend(fontsize=8)
-        out.append(("Upstream/downstream readout: where refusal is computed and where it is expressed.", _png(fig)))
+            if not math.isnan(share[0]):
+                out.append((float(r["x"]), *share))
     return out
+
+
+def figures(store: RunStore, summary: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    readout = store.readout()
+    made = [
+        plots.persona_sweep(summary),
+        plots.reintroduction(summary),
+        plots.windows(summary),
+        plots.mediation(mediation_shares(store, summary)),
+        plots.readout(readout),
+        plots.cosine(store.fact("cos_persona_refusal")),
+    ]
+    return [f for f in made if f is not None]
 
 
 def _cell(value: Any) -> str:
@@ -140,60 +114,153 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _pct(value: Any) -> str:
+    return "" if not isinstance(value, (int, float)) or math.isnan(value) else f"{value:.1%}"
+
+
+def verdict_rows(verdicts: Sequence[Verdict], scope: str = "main") -> list[Verdict]:
+    return [v for v in verdicts if v.scope == scope]
+
+
+def robustness(verdicts: Sequence[Verdict]) -> dict[str, list[str]]:
+    """Per finding: the outcomes over the resamples (sweep-mode verdicts)."""
+    out: dict[str, list[str]] = {}
+    for v in verdicts:
+        if v.scope.startswith("resample"):
+            out.setdefault(v.finding, []).append(v.outcome)
+    return out
+
+
 def render(store: RunStore, samples: int = 3) -> str:
     summary = summarise(store)
+    verdicts = compute_verdicts(store)
     manifest = store.manifest()
-    coeff = store.fact("persona_coeff")
-    persona_name = f"persona x{coeff:g}" if coeff is not None else None
-    figures = plots(summary, store.readout(), store.fact("cos_persona_refusal"), persona_name)
+    layout = store.fact("layout") or {}
     esc = html.escape
+    coeff = store.fact("persona_coeff")
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>personagate report</title>"
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>personagate study report</h1>",
-        f"<p>Model <b>{esc(str(manifest.get('model', '?')))}</b> · spec {esc(str(manifest.get('spec_source', '')))}"
-        f" · persona added at layer {esc(str(store.fact('persona_layer')))} with coefficient "
-        f"{esc(str(coeff))} ({esc(str(store.fact('persona_coeff_rule', '')))}) · personagate "
-        f"{esc(str(manifest.get('package_version', '')))} · device {esc(str(manifest.get('device', '')))}</p>",
+        f"<style>{_CSS}</style></head><body><h1>personagate study report</h1>",
+        f"<p>Model <b>{esc(str(manifest.get('model', '?')))}</b> · protocol "
+        f"{esc(str(manifest.get('spec', {}).get('protocol', '')))}"
+        f" · spec {esc(str(manifest.get('spec_source', '')))} · persona injected at layer "
+        f"{esc(str(layout.get('injection', '?')))} of {esc(str(layout.get('n_layers', '?')))} with coefficient "
+        f"{esc(str(coeff))} ({esc(str(store.fact('persona_coeff_rule', '')))}) · late window "
+        f"{esc(str(layout.get('late', '')))} · personagate {esc(str(manifest.get('package_version', '')))}</p>",
+        "<h2>Verdicts</h2><p class='muted'>Each finding is a rule declared in the spec before the run "
+        "(statistic, margin, alpha) and computed from the measurements below.</p>",
+        _verdict_table(verdict_rows(verdicts)),
     ]
-    if figures:
+    robust = robustness(verdicts)
+    if robust:
+        cells = "".join(
+            f"<tr><td>{esc(f)}</td><td>{esc(', '.join(o))}</td><td>{sum(x == o[0] for x in o)}/{len(o)} agree</td></tr>"
+            for f, o in robust.items()
+        )
+        parts.append(
+            "<h3>Robustness over resamples of the training prompts</h3><p class='muted'>The same rules on "
+            "directions re-extracted from each resample, every condition measured by first-token screening "
+            f"(like with like).</p><table><tr><th>finding</th><th>outcomes</th><th>agreement</th></tr>{cells}</table>"
+        )
+    parts.append("<h2>Headline conditions</h2>" + _condition_table(headline(summary), compact=True))
+    made = figures(store, summary)
+    if made:
         parts.append("<h2>Plots</h2><div class='plots'>")
-        for caption, data in figures:
+        for caption, data in made:
+            png = base64.b64encode(data).decode()
             parts.append(
-                f"<figure><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
+                f"<figure><img alt='{esc(caption)}' src='data:image/png;base64,{png}'>"
                 f"<figcaption class='muted'>{esc(caption)}</figcaption></figure>"
             )
         parts.append("</div>")
-    agreement = judge_agreement(store)
-    if agreement:
-        cells = ", ".join(f"{esc(group)} {agree / n:.1%} (n={n})" for group, (agree, n) in sorted(agreement.items()))
-        parts.append(f"<p>Phrase detector vs the judge on generated replies, agreement by group: {cells}</p>")
+    parts.append(_agreements(store))
+    parts.append("<h2>Sample replies</h2>" + _samples(store, samples))
     parts.append(
-        "<h2>Conditions</h2><p class='muted'>Refusal rate on harmful prompts with its Wilson 95% interval; "
-        "KL = first-token KL from the unsteered model on harmless prompts (coherence); over-refusal on safe "
-        "prompts. Rows flagged incoherent lose refusal because the model stops making sense.</p><table><tr>"
+        "<h2>Every condition</h2><p class='muted'>Rates on the test prompts (validation prompts for the "
+        "coefficient sweep) with Wilson 95% intervals; nll_delta = the coherence guard (increase of the "
+        "neutral passages' NLL, nats/token); over-refusal on safe prompts.</p>" + _condition_table(summary)
     )
-    columns = [c for c in SUMMARY_COLUMNS if c not in ("description",)]
-    parts.extend(f"<th>{esc(c)}</th>" for c in columns)
-    parts.append("</tr>")
-    for row in summary:
-        css = " class='flag'" if row["flags"] else ""
-        parts.append(
-            f"<tr{css} title='{esc(row['description'])}'>"
-            + "".join(f"<td>{_cell(row[c])}</td>" for c in columns)
-            + "</tr>"
-        )
-    parts.append("</table><h2>Sample completions</h2>")
-    for condition in store.conditions():
-        texts = [r for r in store.rows(condition["name"], groups.HARMFUL) if r.text is not None][:samples]
-        if not texts:
-            continue
-        parts.append(f"<details><summary>{esc(condition['name'])}</summary>")
-        for r in texts:
-            parts.append(f"<pre>[{'refusal' if r.refusal else 'compliance'}] {esc(r.text or '')}</pre>")
-        parts.append("</details>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _verdict_table(verdicts: Sequence[Verdict]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(v.claim)}</td><td class='{v.outcome.replace(' ', '-')}'>{esc(v.outcome)}</td>"
+        f"<td>{_cell(v.effect)} [{_cell(v.ci_low)}, {_cell(v.ci_high)}]</td><td>{_cell(v.p_value)}</td>"
+        f"<td>{v.n}</td><td>{esc(v.statistic)}</td><td>{esc(v.detail)}</td></tr>"
+        for v in verdicts
+    )
+    return (
+        "<table><tr><th>finding</th><th>verdict</th><th>effect [CI]</th><th>p</th><th>n</th><th>statistic</th>"
+        f"<th>numbers behind it</th></tr>{rows}</table>"
+    )
+
+
+def _condition_table(rows: Sequence[dict[str, Any]], compact: bool = False) -> str:
+    esc = html.escape
+    columns = (
+        [
+            "condition",
+            "mode",
+            "n",
+            "refusal_rate",
+            "ci_low",
+            "ci_high",
+            "comply_rate",
+            "incoherent_rate",
+            "coherent_refusal_rate",
+            "nll_delta",
+            "over_refusal",
+            "flags",
+        ]
+        if compact
+        else [c for c in SUMMARY_COLUMNS if c != "description"]
+    )
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr{' class=flag' if r['flags'] else ''} title='{esc(r['description'])}'>"
+        + "".join(f"<td>{_cell(r[c])}</td>" for c in columns)
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _agreements(store: RunStore) -> str:
+    esc = html.escape
+    parts = []
+    screening = screening_agreement(store)
+    if screening:
+        cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(screening.items()))
+        parts.append(f"<p>First-token screening vs the generated reply's label, by condition group: {cells}</p>")
+    judged = judge_agreement(store)
+    if judged:
+        cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(judged.items()))
+        parts.append(f"<p>Phrase detector vs the judge on generated replies, agreement by group: {cells}</p>")
+    return "<h2>Agreement of the measures</h2>" + "".join(parts) if parts else ""
+
+
+def _samples(store: RunStore, per_group: int) -> str:
+    """A few replies of every group (generated conditions), with their labels."""
+    esc = html.escape
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for c in store.conditions():
+        if c["mode"] == "generate":
+            by_group.setdefault(c["group"], []).append(c)
+    parts = []
+    for group, conditions in by_group.items():
+        replies = [
+            r for c in conditions for r in store.rows(c["name"], c.get("prompts", g.HARMFUL)) if r.text is not None
+        ]
+        if not replies:
+            continue
+        parts.append(f"<details><summary>{esc(group)} ({len(conditions)} condition(s))</summary>")
+        for r in replies[:: max(1, len(replies) // per_group)][:per_group]:
+            parts.append(f"<pre>[{esc(r.label or '')}] {esc(r.condition)}: {esc(r.text or '')}</pre>")
+        parts.append("</details>")
+    return "".join(parts) or "<p class='muted'>No generated replies.</p>"
 
 
 def write_report(store: RunStore, samples: int = 3) -> Path:
@@ -211,17 +278,34 @@ def rebuild(run_dir: str | Path) -> Path:
         return write_report(store)
 
 
-def markdown_table(summary: Sequence[dict[str, Any]], groups: Sequence[str] | None = None) -> str:
-    """The summary as a Markdown table (for a README or a lab notebook)."""
-    lines = ["| condition | refusal | 95% CI | n | KL | over-refusal | flags |", "|---|---:|---|---:|---:|---:|---|"]
-    for r in summary:
-        if groups and r["group"] not in groups:
-            continue
+def markdown(store: RunStore) -> str:
+    """The verdicts and the headline table as Markdown (README "Results" is this, pasted)."""
+    summary = summarise(store)
+    verdicts = compute_verdicts(store)
+    lines = ["| finding | verdict | effect [95% CI] | p | n | numbers behind it |", "|---|---|---|---:|---:|---|"]
+    for v in verdict_rows(verdicts):
+        effect = f"{_num(v.effect)} [{_num(v.ci_low)}, {_num(v.ci_high)}]"
+        lines.append(f"| {v.claim} | **{v.outcome}** | {effect} | {_num(v.p_value)} | {v.n} | {v.detail} |")
+    robust = robustness(verdicts)
+    if robust:
+        lines += ["", "Robustness (first-token screening on each resample of the training prompts):", ""]
+        lines += [f"- {finding}: {', '.join(outcome)}" for finding, outcome in robust.items()]
+    lines += [
+        "",
+        "| condition | refusal | 95% CI | comply | incoherent | n | guard (NLL +) | over-refusal | flags |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in headline(summary):
         lines.append(
-            f"| {r['condition']} | {r['refusal_rate']:.1%} | [{r['ci_low']:.1%}, {r['ci_high']:.1%}] | "
-            f"{r['n']} | {r['kl']:.3f} | {r['over_refusal']:.1%} | {r['flags']} |"
+            f"| {r['condition']} | {_pct(r['refusal_rate'])} | [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | "
+            f"{_pct(r['comply_rate'])} | {_pct(r['incoherent_rate'])} | {r['n']} | {_num(r['nll_delta'])} | "
+            f"{_pct(r['over_refusal'])} | {r['flags']} |"
         )
     return "\n".join(lines)
+
+
+def _num(value: float) -> str:
+    return "" if not isinstance(value, (int, float)) or math.isnan(value) else f"{value:.3f}"
 
 
 def save_plots(run_dir: str | Path, out: str | Path) -> list[Path]:
@@ -229,16 +313,10 @@ def save_plots(run_dir: str | Path, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with RunStore(run_dir, create=False) as store:
-        coeff = store.fact("persona_coeff")
-        figures = plots(
-            summarise(store),
-            store.readout(),
-            store.fact("cos_persona_refusal"),
-            f"persona x{coeff:g}" if coeff is not None else None,
-        )
+        made = figures(store, summarise(store))
     paths = []
-    for index, (_, data) in enumerate(figures):
+    for index, (_, data) in enumerate(made):
         path = out / f"plot{index + 1}.png"
-        path.write_bytes(base64.b64decode(data))
+        path.write_bytes(data)
         paths.append(path)
     return paths

@@ -266,3 +266,35 @@ def bootstrap_mean_ci(
     _check_boot(n_boot, confidence)
     low, high = _percentile_ci(v, n_boot, seed, confidence)
     return float(v.mean()), low, high
+
+
+def share_restored(
+    treated: Sequence[float] | np.ndarray,
+    steered: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = 10000,
+    seed: int | np.random.Generator = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """The share of an effect a further intervention undoes, (mean(treated) - mean(steered)) /
+    (mean(baseline) - mean(steered)), on the same prompts, with a percentile bootstrap CI that
+    resamples prompts jointly for the three conditions (replicates whose effect is 0 are dropped).
+    Returns (share, ci_low, ci_high); NaN when the effect itself is 0."""
+    t = _values(treated, "treated", unit=False)
+    s = _values(steered, "steered", unit=False)
+    b = _values(baseline, "baseline", unit=False)
+    if not len(t) == len(s) == len(b):
+        raise PersonagateError(f"the three conditions must share their prompts; got {len(t)}, {len(s)}, {len(b)}")
+    _check_boot(n_boot, confidence)
+    effect = b.mean() - s.mean()
+    if effect == 0:
+        return math.nan, math.nan, math.nan
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    index = rng.integers(0, len(t), size=(n_boot, len(t)))
+    denominators = b[index].mean(1) - s[index].mean(1)
+    keep = denominators != 0
+    shares = (t[index].mean(1) - s[index].mean(1))[keep] / denominators[keep]
+    tail = (1 - confidence) / 2
+    low, high = (float(x) for x in np.quantile(shares, [tail, 1 - tail])) if len(shares) else (math.nan, math.nan)
+    return float((t.mean() - s.mean()) / effect), low, high

@@ -20,7 +20,10 @@ def add_parsers(sub: Any) -> None:
         if name == "run":
             study.add_argument("spec", type=Path, help="the study spec (TOML)")
         study.add_argument("--model", default=None, help="overrides [model] id of the spec")
-        study.add_argument("--quick", action="store_true", help="fewer prompts, first-token screening, coarse grid")
+        study.add_argument("--quick", action="store_true", help="every arm, fewer prompts, seeds and layers")
+        study.add_argument(
+            "--protocol", choices=["v2", "v1"], default="v2", help="v1: the first protocol's design, to compare"
+        )
         study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
         study.add_argument("--quiet", action="store_true", help="no progress bars")
         study.set_defaults(run=run_study)
@@ -44,9 +47,10 @@ def run_study(args: argparse.Namespace) -> int:
     from personagate.experiments.study import run_study as run
     from personagate.report import rebuild
 
-    spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick)
+    spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
-    out = args.out or Path("runs") / f"{Path(model).name}-{'quick' if args.quick else 'full'}"
+    profile = ("quick" if args.quick else "full") + ("" if args.protocol == "v2" else f"-{args.protocol}")
+    out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     run_dir = run(spec, out, model=model, progress=not args.quiet)
     rebuild(run_dir)
     print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
@@ -54,17 +58,16 @@ def run_study(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from personagate.experiments.results import summarise
     from personagate.experiments.store import RunStore
     from personagate.outputs import check_output_dir
-    from personagate.report import markdown_table, rebuild, save_plots
+    from personagate.report import markdown, rebuild, save_plots
 
     if args.plots:
         check_output_dir(args.plots, "--plots")
     print(f"wrote {rebuild(args.run_dir)}")
     if args.markdown:
         with RunStore(args.run_dir, create=False) as store:
-            print(markdown_table(summarise(store)))
+            print(markdown(store))
     if args.plots:
         for path in save_plots(args.run_dir, args.plots):
             print(f"wrote {path}")

@@ -1,41 +1,51 @@
-"""Run a study spec into a run store: directions, conditions in stages, readout, exports, report.
+"""Measuring conditions into the run store, and the stages of a study in order.
 
-Re-running the same command resumes: vectors on disk are reused, finished batches are skipped, so
-nothing done is lost and nothing is done twice.
+Conditions are measured side by side (each batch row its own program): generated replies get the
+detector's flag, a three-way label (with the reply's log-likelihood under the unsteered model) and
+the first-token score for free; screened conditions get the first-token score; every distinct
+program gets the coherence guard (its effect on the likelihood of neutral passages). Every batch is
+one transaction, and re-running resumes: nothing done is lost and nothing is done twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from personagate.directions import Direction, cosine_by_layer, random_direction
-from personagate.experiments import groups
-from personagate.experiments.conditions import Condition, first_stage, persona_op, second_stage, sliding_windows
-from personagate.experiments.results import summarise
+from personagate.directions import Direction, cosine_by_layer
+from personagate.errors import PersonagateError
+from personagate.experiments import groups as g
+from personagate.experiments import protocol
+from personagate.experiments.conditions import Condition
+from personagate.experiments.results import condition_rates, guard_deltas
 from personagate.experiments.spec import StudySpec
 from personagate.experiments.splits import PromptSplits
 from personagate.experiments.store import Row, RunStore
-from personagate.extraction import (
-    PersonaSet,
-    RefusalSelection,
-    find_refusal_tokens,
-    first_token_kl,
-    persona_direction,
-    projection_by_layer,
-    refusal_direction,
-)
-from personagate.generation import generate_grid, next_token_logits, next_token_logits_grid
-from personagate.interventions import Ablate, Program, Window
+from personagate.experiments.vectors import VectorMaker
+from personagate.extraction import PersonaSet, find_refusal_tokens, projections_by_layer
+from personagate.generation import generate_grid, next_token_logits_grid
+from personagate.interventions import Program
+from personagate.likelihood import continuation_logliks, mean_loglik
 from personagate.models.loading import ChatModel
 from personagate.prompts import ChatFormatter
+from personagate.scoring.coherence import CoherenceRule, label
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.judge import make_judge
 from personagate.scoring.phrases import is_refusal
+
+# Rows of one side-by-side batch (conditions x prompts): large enough to amortise reading the weights
+# on a CPU, small enough for the KV cache and the vocabulary logits.
+ROWS_PER_BATCH = 128
+
+# Scoring a token costs a pass through the vocabulary projection (the largest matmul of a small
+# model), so likelihoods are taken on a fixed number of tokens: a reply's first tokens (where a
+# steered model's decoding breaks down, if it does), and a fixed stretch of each neutral passage
+# after a few tokens of context.
+REPLY_TOKENS = 32
+GUARD_CONTEXT, GUARD_TOKENS = 8, 24
 
 
 class StudyRunner:
@@ -43,40 +53,189 @@ class StudyRunner:
 
     def __init__(self, spec: StudySpec, chat: ChatModel, store: RunStore, splits: PromptSplits, progress: bool) -> None:
         self.spec, self.chat, self.store, self.splits, self.progress = spec, chat, store, splits, progress
-        self.fmt = ChatFormatter(chat.tokenizer)
         self.n_layers = chat.n_layers
         self.batch = spec.generation.batch_size
-        self.directions: dict[str, Direction] = {}
+        self.directions: dict[int, dict[str, Direction]] = {}
         self.refusal_tokens: RefusalTokens | None = None
-        self._ids: dict[str, list[list[int]]] = {}
-        self._baseline_kl_logits: torch.Tensor | None = None
+        self.rule = CoherenceRule(spec.scoring.min_loglik, spec.scoring.max_repetition, spec.scoring.max_nonlanguage)
         scoring = spec.scoring
         self.judge = make_judge(scoring.judge, scoring.judge_url, scoring.judge_model, scoring.judge_key_env)
+        self._ids: dict[tuple[str, str], list[list[int]]] = {}
+        self._neutral: list[tuple[list[int], list[int]]] | None = None
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def ids(self, name: str) -> list[list[int]]:
-        if name not in self._ids:
-            self._ids[name] = [self.fmt.encode(p) for p in getattr(self.splits, name)]
-        return self._ids[name]
+    def texts(self, prompt_set: str) -> list[str]:
+        return {
+            g.HARMFUL: self.splits.harmful_test,
+            g.HARMFUL_VAL: self.splits.harmful_val,
+            g.SAFE: self.splits.safe,
+        }[prompt_set]
 
-    def vector_path(self, name: str) -> Path:
-        return self.store.path / "vectors" / f"{name}.safetensors"
+    def ids(self, prompt_set: str, system: str) -> list[list[int]]:
+        """Token ids of a prompt set framed by the default persona, or by the compliant personas in turn."""
+        key = (prompt_set, system)
+        if key not in self._ids:
+            texts = self.texts(prompt_set)
+            if system == "default":
+                fmt = ChatFormatter(self.chat.tokenizer)
+                self._ids[key] = [fmt.encode(t) for t in texts]
+            else:
+                personas = [ChatFormatter(self.chat.tokenizer, s) for s in PersonaSet.builtin().compliant]
+                self._ids[key] = [personas[i % len(personas)].encode(t) for i, t in enumerate(texts)]
+        return self._ids[key]
 
-    def _load_or_make(self, name: str, make) -> Direction:
-        path = self.vector_path(name)
-        if path.is_file():
-            direction = Direction.load(path)
-        else:
-            direction = make()
-            direction.save(path)
-        direction.check_fits(self.n_layers, self.chat.hidden_size, model_hash=self.chat.config_hash())
-        self.directions[name] = direction
-        return direction
+    def neutral_items(self) -> list[tuple[list[int], list[int]]]:
+        """The neutral passages as (context, scored tokens): plain text, no chat template."""
+        if self._neutral is None:
+            items = []
+            for text in self.splits.neutral:
+                tokens = self.chat.tokenizer(text, add_special_tokens=False)["input_ids"]
+                context = max(1, min(GUARD_CONTEXT, len(tokens) - 1))
+                items.append((tokens[:context], tokens[context : context + GUARD_TOKENS]))
+            self._neutral = items
+        return self._neutral
 
-    def make_directions(self) -> None:
-        settings, splits = self.spec.directions, self.splits
+    # --- measuring --------------------------------------------------------------------------------
+
+    def register(self, conditions: Sequence[Condition]) -> None:
+        names = [c.name for c in conditions]
+        if len(set(names)) != len(names):
+            repeated = next(n for n in names if names.count(n) > 1)
+            raise PersonagateError(f"two conditions are both named {repeated!r}; the spec lays out the same arm twice")
+        known = {c["name"] for c in self.store.conditions()}
+        position = len(known)
+        for c in conditions:
+            if c.name not in known:
+                description = c.describe(self.n_layers)
+                self.store.add_condition(c.name, position, c.group, c.axis, c.seed, description, c.mode, c.meta())
+                position += 1
+
+    def measure(self, conditions: Sequence[Condition], desc: str) -> None:
+        """Every condition on its prompt set in its mode, over-refusal where asked, and the guard."""
+        self.register(conditions)
+        generated = [c for c in conditions if c.mode == "generate"]
+        screened = [c for c in conditions if c.mode == "first_token"]
+        for (prompt_set, system), batch in _by_prompts(generated).items():
+            self._generate(batch, prompt_set, system, desc)
+        for (_, system), batch in _by_prompts([c for c in generated if c.over_refusal]).items():
+            self._generate(batch, g.SAFE, system, f"{desc}: over-refusal")
+        for (prompt_set, system), batch in _by_prompts(screened).items():
+            self._first_token(batch, prompt_set, system, desc)
+        self._guard(conditions, desc)
+
+    def _generate(self, conditions: Sequence[Condition], prompt_set: str, system: str, desc: str) -> None:
+        """Generated replies, side by side, one prompt chunk at a time; labelled, then committed."""
+        assert self.refusal_tokens is not None
+        ids = self.ids(prompt_set, system)
+        budget = self.spec.generation.max_new_tokens
+        per_batch = max(1, ROWS_PER_BATCH // self.batch)
+        work = [
+            (chunk, conditions[i : i + per_batch])
+            for chunk in _chunks(len(ids), self.batch)
+            for i in range(0, len(conditions), per_batch)
+        ]
+        for chunk, group in tqdm(work, desc=f"{desc}: {prompt_set}", disable=not self.progress, unit="batch"):
+            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
+            if not pending:
+                continue
+            programs = {c.name: c.program(self.directions[c.resample]) for c in pending}
+            out = generate_grid(
+                self.chat,
+                programs,
+                [ids[i] for i in chunk],
+                max_new_tokens=budget,
+                batch_size=len(pending) * len(chunk),
+                stop_when=is_refusal,
+                progress=False,
+                first_token=self.refusal_tokens.score,
+            )
+            replies = [(c, i, reply) for c in pending for i, reply in zip(chunk, out[c.name], strict=True)]
+            items = [(ids[i], r.tokens[:REPLY_TOKENS]) for _, i, r in replies]
+            logliks = mean_loglik(continuation_logliks(self.chat, items, batch_size=self.batch))
+            rows = []
+            for (condition, i, reply), loglik in zip(replies, logliks, strict=True):
+                refused = is_refusal(reply.text)
+                rows.append(
+                    Row(
+                        condition.name,
+                        prompt_set,
+                        i,
+                        text=reply.text,
+                        refusal=int(refused),
+                        label=label(refused, reply.text, loglik, self.rule),
+                        score=reply.first_score,
+                        loglik=loglik,
+                    )
+                )
+            if self.judge is not None:
+                texts = self.texts(prompt_set)
+                flags = self.judge.judge([texts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
+                rows = [dataclasses.replace(r, judge=f) for r, f in zip(rows, flags, strict=True)]
+            self.store.write_rows(rows)
+
+    def _first_token(self, conditions: Sequence[Condition], prompt_set: str, system: str, desc: str) -> None:
+        """First-token refusal scores, several conditions per batch so shared blocks run once per prompt."""
+        assert self.refusal_tokens is not None
+        ids = self.ids(prompt_set, system)
+        per_batch = max(1, ROWS_PER_BATCH // self.batch)
+        work = [
+            (chunk, conditions[i : i + per_batch])
+            for chunk in _chunks(len(ids), self.batch)
+            for i in range(0, len(conditions), per_batch)
+        ]
+        for chunk, group in tqdm(work, desc=f"{desc}: screening", disable=not self.progress, unit="batch"):
+            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
+            if not pending:
+                continue
+            programs = [c.program(self.directions[c.resample]) for c in pending]
+            logits = next_token_logits_grid(
+                self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
+            )
+            rows = []
+            for condition, values in zip(pending, logits, strict=True):
+                scores = self.refusal_tokens.score(values).tolist()
+                rows += [
+                    Row(condition.name, prompt_set, i, refusal=int(s > 0), score=float(s))
+                    for i, s in zip(chunk, scores, strict=True)
+                ]
+            self.store.write_rows(rows)
+
+    def _guard(self, conditions: Sequence[Condition], desc: str) -> None:
+        """The likelihood of the neutral passages under each distinct program (once per description and
+        resample), several programs side by side."""
+        guarded = {
+            (c["description"], c["resample"])
+            for c in self.store.conditions()
+            if self.store.done_ids(c["name"], g.NEUTRAL)
+        }
+        todo: dict[tuple[str, int], Condition] = {}
+        for c in conditions:
+            key = (c.describe(self.n_layers), c.resample)
+            if c.guard and key not in guarded and key not in todo:
+                todo[key] = c
+        items = self.neutral_items()
+        pending = list(todo.values())
+        per_batch = max(1, ROWS_PER_BATCH // max(len(items), 1))
+        groups_ = [pending[i : i + per_batch] for i in range(0, len(pending), per_batch)]
+        for group in tqdm(groups_, desc=f"{desc}: coherence guard", disable=not self.progress, unit="batch"):
+            programs = [c.program(self.directions[c.resample]) for c in group]
+            flat = [item for _ in group for item in items]
+            rows_of = [k for k in range(len(group)) for _ in items]
+            values = mean_loglik(
+                continuation_logliks(self.chat, flat, programs=programs, row_programs=rows_of, batch_size=self.batch)
+            )
+            self.store.write_rows(
+                Row(c.name, g.NEUTRAL, i, loglik=values[k * len(items) + i])
+                for k, c in enumerate(group)
+                for i in range(len(items))
+            )
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def learn_refusal_tokens(self) -> None:
         tokens = self.store.fact("refusal_tokens")
+        settings = self.spec.directions
         if tokens is None and settings.refusal_tokens:
             ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in settings.refusal_tokens]
             tokens = {"ids": ids, "tokens": list(settings.refusal_tokens)}
@@ -85,232 +244,85 @@ class StudyRunner:
             n = self.spec.generation.refusal_token_prompts
             found = find_refusal_tokens(
                 self.chat,
-                self.fmt,
-                (splits.harmful_train + splits.harmful_val)[:n],
-                (splits.harmless_train + splits.harmless_val)[: max(2, n // 2)],
+                ChatFormatter(self.chat.tokenizer),
+                self.splits.harmful_val[:n],
+                self.splits.harmless_val[: max(2, n // 2)],
                 batch_size=self.batch,
                 progress=self.progress,
             )
-            self.store.set_fact("refusal_tokens", found.to_dict())
             tokens = found.to_dict()
+            self.store.set_fact("refusal_tokens", tokens)
         self.refusal_tokens = RefusalTokens.from_dict(tokens)
 
-        def make_refusal() -> Direction:
-            if settings.refusal:
-                return Direction.load(self.spec.path(settings.refusal))
-            selection = RefusalSelection(
-                max_kl=settings.refusal_max_kl,
-                positions=settings.refusal_positions,
-                layer_stride=settings.refusal_layer_stride,
-                n_val=len(splits.harmful_val),
-            )
-            found = refusal_direction(
-                self.chat,
-                splits.harmful_train,
-                splits.harmless_train,
-                splits.harmful_val,
-                splits.harmless_val,
-                selection=selection,
-                refusal_tokens=self.refusal_tokens,
-                batch_size=self.batch,
-                progress=self.progress,
-            )
-            found.save_candidates(self.store.path / "refusal_candidates.csv")
-            return found.direction
-
-        def make_persona() -> Direction:
-            if settings.persona:
-                return Direction.load(self.spec.path(settings.persona))
-            personas = PersonaSet.builtin()
-            personas.questions = personas.questions[: settings.persona_questions]
-            return persona_direction(
-                self.chat, personas, against=settings.persona_against, batch_size=self.batch, progress=self.progress
-            )
-
-        refusal = self._load_or_make("refusal", make_refusal)
-        persona = self._load_or_make("persona", make_persona)
-        for seed in settings.random_seeds:
-            self._load_or_make(
-                f"random-{seed}", lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, refusal))
-            )
-
-    # --- evaluation -------------------------------------------------------------------------------
-
-    def baseline_kl_logits(self) -> torch.Tensor:
-        if self._baseline_kl_logits is None:
-            self._baseline_kl_logits = next_token_logits(
-                self.chat, self.ids("harmless_kl"), batch_size=self.batch, progress=False
-            )
-        return self._baseline_kl_logits
-
-    def run_conditions(self, conditions: Sequence[Condition], desc: str) -> None:
-        known = {c["name"] for c in self.store.conditions()}
-        position = len(known)
-        for condition in conditions:
-            if condition.name not in known:
-                self.store.add_condition(
-                    condition.name,
-                    position,
-                    condition.group,
-                    condition.axis,
-                    condition.seed,
-                    condition.describe(self.n_layers),
-                    condition.mode,
-                )
-                position += 1
-        generating = [c for c in conditions if c.mode == "generate"]
-        if generating:
-            self._generate_side_by_side(generating, desc)
-        self._first_token_side_by_side(conditions, desc)
-
-    def _first_token_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
-        """First-token refusal scores of the screened conditions and first-token KL of every condition,
-        several conditions per batch (``CONDITIONS_PER_BATCH``, each row its own program) so blocks
-        before the layer where they part ways run once per prompt; every condition's rows of a chunk
-        are committed together."""
-        assert self.refusal_tokens is not None
-        screened = {c.name for c in conditions if c.mode != "generate"}
-        sets = [
-            (groups.HARMFUL, self.ids("harmful_test")),
-            (groups.SAFE, self.ids("safe")),
-            (groups.KL, self.ids("harmless_kl")),
+    def choose_coefficient(self, sweep: Sequence[Condition]) -> float:
+        """On the validation prompts: the strongest suppression among coherent coefficients (guard within
+        its limit, few incoherent replies); ties go to the smaller coefficient."""
+        rates = condition_rates(self.store)
+        deltas = guard_deltas(self.store)
+        limit, max_incoherent = self.spec.scoring.max_nll_delta, self.spec.verdicts.max_incoherent
+        coherent = [
+            c for c in sweep if deltas.get(c.name, 0.0) <= limit and rates[c.name]["incoherent_rate"] <= max_incoherent
         ]
-        work = [
-            (prompt_set, ids, chunk, conditions[g : g + CONDITIONS_PER_BATCH])
-            for prompt_set, ids in sets
-            for chunk in _chunks(len(ids), self.batch)
-            for g in range(0, len(conditions), CONDITIONS_PER_BATCH)
-        ]
-        for prompt_set, ids, chunk, group in tqdm(work, desc=desc, disable=not self.progress, unit="batch"):
-            pending = [
-                c
-                for c in group
-                if (prompt_set == groups.KL or c.name in screened)
-                and not set(chunk) <= self.store.done_ids(c.name, prompt_set)
-            ]
-            if not pending:
-                continue
-            programs = [c.program(self.directions) for c in pending]
-            logits = next_token_logits_grid(
-                self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
-            )
-            base = self.baseline_kl_logits()[chunk] if prompt_set == groups.KL else None
-            rows: list[Row] = []
-            for condition, program, values in zip(pending, programs, logits, strict=True):
-                if base is not None:
-                    kl = first_token_kl(base, values).tolist() if len(program) else [0.0] * len(chunk)
-                    rows += [Row(condition.name, groups.KL, i, kl=k) for i, k in zip(chunk, kl, strict=True)]
-                else:
-                    scores = self.refusal_tokens.score(values).tolist()
-                    rows += [
-                        Row(condition.name, prompt_set, i, refusal=int(score > 0), score=float(score))
-                        for i, score in zip(chunk, scores, strict=True)
-                    ]
-            self.store.write_rows(rows)
-
-    def _generate_side_by_side(self, conditions: Sequence[Condition], desc: str) -> None:
-        """Generate for several conditions in one batch (each row its own program), one prompt chunk at a
-        time, committing every condition's rows of a chunk together."""
-        budget = self.spec.generation.max_new_tokens
-        for prompt_set, name in ((groups.HARMFUL, "harmful_test"), (groups.SAFE, "safe")):
-            ids = self.ids(name)
-            chunks = _chunks(len(ids), self.batch)
-            for chunk in tqdm(chunks, desc=f"{desc}: {prompt_set}", disable=not self.progress, unit="chunk"):
-                pending = [c for c in conditions if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
-                if not pending:
-                    continue
-                programs = {c.name: c.program(self.directions) for c in pending}
-                out = generate_grid(
-                    self.chat,
-                    programs,
-                    [ids[i] for i in chunk],
-                    max_new_tokens=budget,
-                    batch_size=len(pending) * len(chunk),
-                    stop_when=is_refusal,
-                    progress=False,
-                )
-                rows = [
-                    Row(c.name, prompt_set, i, text=reply.text, refusal=int(is_refusal(reply.text)))
-                    for c in pending
-                    for i, reply in zip(chunk, out[c.name], strict=True)
-                ]
-                if self.judge is not None:
-                    prompts = getattr(self.splits, name)
-                    labels = self.judge.judge([prompts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
-                    rows = [dataclasses.replace(r, judge=label) for r, label in zip(rows, labels, strict=True)]
-                self.store.write_rows(rows)
-
-    # --- stages -----------------------------------------------------------------------------------
-
-    def choose_persona_coeff(self, sweep: Sequence[Condition]) -> float:
-        """The coherence rule: the strongest refusal suppression whose first-token KL stays <= the limit."""
-        limit = self.spec.steering.coherence_max_kl
-        summary = {row["condition"]: row for row in summarise(self.store)}
-        ok = [c for c in sweep if summary[c.name]["kl"] <= limit]
-        pool = ok or sorted(sweep, key=lambda c: float(c.axis or 0))[:1]
-        best = min(pool, key=lambda c: (summary[c.name]["refusal_rate"], float(c.axis or 0)))
+        pool = coherent or sorted(sweep, key=lambda c: float(c.axis or 0))[:1]
+        best = min(pool, key=lambda c: (rates[c.name]["refusal_rate"], float(c.axis or 0)))
+        rule = "strongest coherent suppression on validation" if coherent else "no coherent coefficient; the smallest"
         self.store.set_fact("persona_coeff", best.axis)
-        self.store.set_fact("persona_coeff_rule", "coherent" if ok else "no coefficient within the KL limit; smallest")
+        self.store.set_fact("persona_coeff_rule", rule)
         return float(best.axis or 0)
 
-    def run(self) -> None:
-        steering, generation, n_layers = self.spec.steering, self.spec.generation, self.n_layers
-        self.make_directions()
-        persona_layer = self.spec.persona_layer(n_layers)
-        self.store.set_fact("persona_layer", persona_layer)
-        stage1 = first_stage(n_layers, persona_layer, steering.persona_coeffs, generation.main)
-        self.run_conditions(stage1, "baseline and persona sweep")
-        coeff = self.choose_persona_coeff([c for c in stage1 if c.group == groups.PERSONA_SWEEP])
-        width = self.spec.blocks(steering.window_width, n_layers)
-        stride = self.spec.blocks(steering.window_stride, n_layers)
-        reintroduce = [Window.parse(w).resolve(n_layers) for w in steering.reintroduce_windows]
-        stage2 = second_stage(
-            n_layers,
-            persona_layer,
-            coeff,
-            reintroduce_coeff=steering.reintroduce_coeff,
-            layer_stride=steering.reintroduce_layer_stride,
-            reintroduce_windows=[(blocks.start, blocks.stop) for blocks in reintroduce],
-            windows=sliding_windows(n_layers, width, stride),
-            seeds=self.spec.directions.random_seeds,
-            sweep=generation.sweep,
-            main=generation.main,
-        )
-        self.run_conditions(stage2, "protocol grid")
-        self.readout(persona_layer, coeff)
-        self.store.set_fact(
-            "cos_persona_refusal",
-            cosine_by_layer(self.directions["persona"], self.directions["refusal"], n_layers).tolist(),
-        )
-
-    def readout(self, persona_layer: int, coeff: float) -> None:
-        """Per-layer projection onto the refusal direction at the last prompt token of harmful prompts."""
-        late = Window.parse(self.spec.steering.late_window).resolve(self.n_layers)
-        steer_op = persona_op(coeff, persona_layer)
-        programs = {
-            "baseline": Program(),
-            f"persona x{coeff:g}": Program([steer_op]),
-            f"persona x{coeff:g} - persona in [{late.start}:{late.stop})": Program(
-                [steer_op, Ablate("persona", Window(late.start, late.stop))]
-            ),
-        }
+    def readout(self, conditions: Sequence[Condition], resample: int = 0) -> None:
+        """Per prompt and layer: the projection onto each layer's own refusal direction at the last token."""
         have = self.store.readout()
-        for name, program in programs.items():
-            if name in have:
+        refusal = self.directions[resample]["refusal"]
+        for c in conditions:
+            if c.name in have:
                 continue
-            values = projection_by_layer(
+            values = projections_by_layer(
                 self.chat,
-                self.ids("harmful_test"),
-                self.directions["refusal"],
-                program=program.bind(self.directions),
+                self.ids(g.HARMFUL, c.system),
+                refusal,
+                program=c.program(self.directions[c.resample]),
                 batch_size=self.batch,
                 progress=False,
             )
-            self.store.write_readout(name, values.tolist())
+            self.store.write_readout(c.name, values.tolist())
+
+    def run(self) -> None:
+        spec, n_layers = self.spec, self.n_layers
+        layout = protocol.Layout.of(spec, n_layers)
+        self.store.set_fact("layout", dataclasses.asdict(layout))
+        self.learn_refusal_tokens()
+        assert self.refusal_tokens is not None
+        maker = VectorMaker(spec, self.chat, self.store, self.splits, self.refusal_tokens, self.progress)
+        first = spec.directions.resamples[0]
+        self.directions[0] = maker.make(first, layout.injection)
+
+        validation = protocol.validation_conditions(spec, layout)
+        self.measure(validation, "validation")
+        coeff = self.choose_coefficient([c for c in validation if c.group == g.PERSONA_SWEEP])
+
+        baseline = Condition("baseline", g.BASELINE, Program(), spec.generation.main, role="baseline")
+        self.readout([baseline])
+        projection = torch.tensor(self.store.readout()["baseline"]).mean(dim=1).tolist()  # [layer]
+        conditions = protocol.main_conditions(spec, layout, coeff, projection)
+        self.measure(conditions, "test")
+        roles = ("persona", "natural", "persona_late_window")
+        self.readout([c for c in conditions if c.role in roles and c.mode == spec.generation.main])
+
+        for index, resample in enumerate(spec.directions.resamples[1:], start=1):
+            self.directions[index] = maker.make(resample, layout.injection)
+            self.measure(protocol.resample_conditions(spec, layout, coeff, index), f"resample {resample}")
+
+        persona, refusal = self.directions[0]["persona"], self.directions[0]["refusal"]
+        self.store.set_fact("cos_persona_refusal", cosine_by_layer(persona, refusal, n_layers).tolist())
+        self.store.set_fact("resample_seeds", list(spec.directions.resamples))
 
 
-# First-token conditions evaluated side by side per batch (rows = this x the prompt chunk).
-CONDITIONS_PER_BATCH = 8
+def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, str], list[Condition]]:
+    out: dict[tuple[str, str], list[Condition]] = {}
+    for c in conditions:
+        out.setdefault((c.prompts, c.system), []).append(c)
+    return out
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:

@@ -27,22 +27,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# Overrides applied by --quick: fewer prompts, first-token screening, a coarser grid.
+# Overrides applied by --quick: every arm of the protocol, with fewer prompts, seeds, layers and
+# resamples (its verdicts say when they are underpowered).
 QUICK: dict[str, dict[str, Any]] = {
-    "prompts": {"n_train": 16, "n_val": 6, "n_test": 16, "n_kl": 6, "n_safe": 6},
-    "directions": {"refusal_positions": 1, "refusal_layer_stride": 3, "random_seeds": [0, 1], "persona_questions": 8},
-    "steering": {
-        "persona_coeffs": [4.0, 8.0],
-        "reintroduce_layer_stride": 6,
-        "window_width": 0.25,
-        "window_stride": 0.25,
-    },
-    "generation": {"main": "first_token", "sweep": "first_token", "refusal_token_prompts": 12},
+    "prompts": {"n_val": 8, "n_test": 16, "n_train": 24, "n_safe": 4, "n_neutral": 6},
+    "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
+    "persona": {"coeffs": [4.0, 8.0], "random_adds": [0]},
+    "reintroduce": {"coeffs": [0.5, 2.0], "layer_stride": 6},
+    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 3},
+    "generation": {"max_new_tokens": 32, "refusal_token_prompts": 12},
 }
+
+# Named protocols: the default (v2) and the first protocol's design (v1), as overrides of the default.
+PROTOCOLS = ("v2", "v1")
 
 POSITIVE = {"minimum": 1}  # field metadata: an integer of at least 1
 NON_NEGATIVE = {"minimum": 0}
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+FRACTION = {"positive": True}
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,14 @@ class PromptsSection:
     harmful: str = field(metadata={"nonempty": True})
     harmless: str = field(metadata={"nonempty": True})
     safe: str = field(metadata={"nonempty": True})
+    neutral: str = field(metadata={"nonempty": True})
     field: str
-    n_train: int = field(metadata=POSITIVE)
+    max_chars: int = field(metadata=POSITIVE)
     n_val: int = field(metadata=POSITIVE)
     n_test: int = field(metadata=POSITIVE)
-    n_kl: int = field(metadata=POSITIVE)
+    n_train: int = field(metadata=POSITIVE)
     n_safe: int = field(metadata=POSITIVE)
-    max_chars: int = field(metadata=POSITIVE)
+    n_neutral: int = field(metadata=POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -75,22 +78,39 @@ class DirectionsSection:
     refusal_max_kl: float = field(metadata={"positive": True})
     persona_questions: int = field(metadata=POSITIVE)
     persona_against: Literal["default", "contrast"]
-    random_seeds: list[int] = field(metadata={"minimum": 0, "unique": True})
     refusal_tokens: list[str]
+    resamples: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
 
 
 @dataclass(frozen=True)
-class SteeringSection:
-    persona_layer: int | float
-    persona_coeffs: list[float] = field(metadata={"nonempty": True, "unique": True})
-    coherence_max_kl: float = field(metadata={"positive": True})
-    reintroduce_coeff: float
-    reintroduce_layer_stride: int = field(metadata=POSITIVE)
-    reintroduce_windows: list[str] = field(metadata={"unique": True})
-    window_width: int | float = field(metadata={"positive": True})
-    window_stride: int | float = field(metadata={"positive": True})
-    incoherent_kl: float = field(metadata={"positive": True})
-    late_window: str
+class PersonaSection:
+    layer: int | float
+    coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    styles: bool
+    random_adds: list[int] = field(metadata={"unique": True, "minimum": 0})
+
+
+@dataclass(frozen=True)
+class ReintroduceSection:
+    dose: Literal["mean_diff", "residual_norm", "selected_raw"]
+    coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    layer_stride: int = field(metadata=POSITIVE)
+    early: str
+    late: str
+
+
+@dataclass(frozen=True)
+class WindowsSection:
+    placement: Literal["downstream", "absolute"]
+    width: int | float = field(metadata=FRACTION)
+    stride: int | float = field(metadata=FRACTION)
+    late: str
+    contain_injection: bool
+    random: Literal["matched", "orthogonal"]
+    random_seeds: int = field(metadata=NON_NEGATIVE)
+    natural: bool
+    mediation: bool
+    positive_control: bool
 
 
 @dataclass(frozen=True)
@@ -109,20 +129,66 @@ class ScoringSection:
     judge_url: str
     judge_model: str
     judge_key_env: str
+    min_loglik: float
+    max_repetition: float = field(metadata={"positive": True})
+    max_nonlanguage: float = field(metadata={"positive": True})
+    max_nll_delta: float = field(metadata={"positive": True})
+
+
+@dataclass(frozen=True)
+class VerdictsSection:
+    alpha: float = field(metadata={"positive": True})
+    margin: float = field(metadata={"positive": True})
+    min_n: int = field(metadata=POSITIVE)
+    max_incoherent: float = field(metadata={"positive": True})
+    bootstrap: int = field(metadata=POSITIVE)
+    seed: int = field(metadata=NON_NEGATIVE)
+
+
+RULES = ("decrease", "equivalent", "late_not_early", "exceeds_null")
+_RULE_KEYS = {
+    "decrease": ("treated", "reference"),
+    "equivalent": ("treated", "reference"),
+    "late_not_early": ("family", "reference"),
+    "exceeds_null": ("treated", "null", "baseline"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim of the paper as a rule the run computes: which roles, which statistic (see ``verdicts``)."""
+
+    id: str
+    claim: str
+    rule: Literal["decrease", "equivalent", "late_not_early", "exceeds_null"]
+    treated: str = ""
+    reference: str = ""
+    family: str = ""
+    null: str = ""
+    baseline: str = ""
+    requires: str = ""
 
 
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "prompts": PromptsSection,
     "directions": DirectionsSection,
-    "steering": SteeringSection,
+    "persona": PersonaSection,
+    "reintroduce": ReintroduceSection,
+    "windows": WindowsSection,
     "generation": GenerationSection,
     "scoring": ScoringSection,
+    "verdicts": VerdictsSection,
 }
 
 
 def default_spec_text() -> str:
     return resources.files("personagate").joinpath("data/study.toml").read_text()
+
+
+def protocol_text(protocol: str) -> str:
+    """The changes a named protocol makes to the default spec."""
+    return resources.files("personagate").joinpath(f"data/protocols/{protocol}.toml").read_text()
 
 
 @dataclass(frozen=True)
@@ -132,19 +198,34 @@ class StudySpec:
     model: ModelSection
     prompts: PromptsSection
     directions: DirectionsSection
-    steering: SteeringSection
+    persona: PersonaSection
+    reintroduce: ReintroduceSection
+    windows: WindowsSection
     generation: GenerationSection
     scoring: ScoringSection
+    verdicts: VerdictsSection
+    findings: tuple[Finding, ...]
+    protocol: str
     base: Path
     source: str
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, *, quick: bool = False, overrides: dict[str, dict[str, Any]] | None = None
+        cls,
+        path: str | Path | None = None,
+        *,
+        quick: bool = False,
+        overrides: dict[str, dict[str, Any]] | None = None,
+        protocol: str = "v2",
     ) -> StudySpec:
-        """The default spec, updated by the file at ``path``, then by --quick, then by ``overrides``."""
+        """The default spec (with the named ``protocol``'s changes), updated by the file at ``path``,
+        then by --quick, then by ``overrides``."""
+        if protocol not in PROTOCOLS:
+            raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
         data = tomllib.loads(default_spec_text())
-        base, source = Path.cwd(), "built-in study.toml"
+        base, source = Path.cwd(), f"built-in study.toml (protocol {protocol})"
+        if protocol != "v2":
+            _merge(data, tomllib.loads(protocol_text(protocol)), f"protocol {protocol}")
         if path is not None:
             from personagate.program_files import read_toml
 
@@ -156,31 +237,41 @@ class StudySpec:
         if overrides:
             _merge(data, overrides, "command line")
         sections = {name: _build(section, data[name], name) for name, section in SECTIONS.items()}
-        spec = cls(**sections, base=base, source=source)
+        findings = _findings(data.get("findings", []))
+        spec = cls(**sections, findings=findings, protocol=protocol, base=base, source=source)
         spec.check_static()
         return spec
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
+    def to_dict(self) -> dict[str, Any]:
         """The sections as plain tables (what the manifest records and a resume compares)."""
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out: dict[str, Any] = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out["findings"] = [dataclasses.asdict(f) for f in self.findings]
+        out["protocol"] = self.protocol
+        return out
 
     # --- checks -----------------------------------------------------------------------------------
 
     def check_static(self) -> None:
-        """Everything that needs no model: windows, devices, prompt and vector files."""
+        """Everything that needs no model: windows, devices, prompt and vector files, the judge."""
         from personagate.models.loading import check_device
 
         check_device(self.model.device)
-        for text in self.steering.reintroduce_windows:
-            _window(text, "steering.reintroduce_windows")
-        _window(self.steering.late_window, "steering.late_window")
-        layer = self.steering.persona_layer
+        for key, text in (
+            ("reintroduce.early", self.reintroduce.early),
+            ("reintroduce.late", self.reintroduce.late),
+            ("windows.late", self.windows.late),
+        ):
+            _window(text, key)
+        layer = self.persona.layer
         if isinstance(layer, float) and not 0 <= layer < 1:
-            raise PersonagateError(
-                f"steering.persona_layer = {layer} must be a block index or a depth fraction in [0, 1)"
-            )
+            raise PersonagateError(f"persona.layer = {layer} must be a block index or a depth fraction in [0, 1)")
         if isinstance(layer, int) and layer < 0:
-            raise PersonagateError(f"steering.persona_layer = {layer} must not be negative")
+            raise PersonagateError(f"persona.layer = {layer} must not be negative")
+        for key in ("max_repetition", "max_nonlanguage"):
+            if getattr(self.scoring, key) > 1:
+                raise PersonagateError(f"scoring.{key} is a share of the reply; give a value in (0, 1]")
+        if not self.verdicts.alpha < 0.5 or self.verdicts.max_incoherent > 1:
+            raise PersonagateError("verdicts.alpha must be below 0.5 and verdicts.max_incoherent at most 1")
         if self.scoring.judge == "openai":
             from personagate.scoring.judge import check_endpoint_url
 
@@ -192,7 +283,7 @@ class StudySpec:
                 raise PersonagateError(f"scoring.judge_url: {exc}") from None
         if self.scoring.judge == "classifier" and not self.scoring.judge_model:
             raise PersonagateError("scoring.judge = 'classifier' needs scoring.judge_model (a local model folder)")
-        for key in ("harmful", "harmless", "safe"):
+        for key in ("harmful", "harmless", "safe", "neutral"):
             self.prompt_set(key)  # raises on a missing file or unknown built-in set
         for key in ("refusal", "persona"):
             if (value := getattr(self.directions, key)) and not self.path(value).is_file():
@@ -201,21 +292,15 @@ class StudySpec:
     def check_layers(self, n_layers: int) -> None:
         """The checks that need the model's block count (read from its config, before loading weights)."""
         self.persona_layer(n_layers)
-        for key, texts in (
-            ("reintroduce_windows", self.steering.reintroduce_windows),
-            ("late_window", [self.steering.late_window]),
+        for key, text in (
+            ("reintroduce.early", self.reintroduce.early),
+            ("reintroduce.late", self.reintroduce.late),
+            ("windows.late", self.windows.late),
         ):
-            for text in texts:
-                try:
-                    Window.parse(text).resolve(n_layers)
-                except PersonagateError as exc:
-                    raise PersonagateError(f"steering.{key}: {exc}") from None
-        resolved = [Window.parse(text).resolve(n_layers) for text in self.steering.reintroduce_windows]
-        if len(set(resolved)) != len(resolved):
-            raise PersonagateError(
-                f"steering.reintroduce_windows {self.steering.reintroduce_windows} resolve to the same blocks twice "
-                f"on a model of {n_layers} blocks; every window names a condition, so each must differ"
-            )
+            try:
+                Window.parse(text).resolve(n_layers)
+            except PersonagateError as exc:
+                raise PersonagateError(f"{key}: {exc}") from None
 
     # --- accessors --------------------------------------------------------------------------------
 
@@ -223,7 +308,7 @@ class StudySpec:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base / p
 
-    def prompt_set(self, key: Literal["harmful", "harmless", "safe"]) -> list[str]:
+    def prompt_set(self, key: Literal["harmful", "harmless", "safe", "neutral"]) -> list[str]:
         from personagate.prompts import load_xstest_safe, resolve_prompt_source
 
         source = getattr(self.prompts, key)
@@ -235,11 +320,11 @@ class StudySpec:
             raise PersonagateError(f"prompts.{key}: {exc}") from None
 
     def persona_layer(self, n_layers: int) -> int:
-        value = self.steering.persona_layer
+        value = self.persona.layer
         layer = round(value * n_layers) if isinstance(value, float) else int(value)
         if not 0 <= layer < n_layers:
             raise PersonagateError(
-                f"steering.persona_layer = {value} is out of range; the model has layers "
+                f"persona.layer = {value} is out of range; the model has layers "
                 f"0..{n_layers - 1} (or give a depth fraction such as 0.5)"
             )
         return layer
@@ -260,6 +345,9 @@ def _window(text: str, where: str) -> Window:
 def _merge(into: dict[str, dict[str, Any]], new: dict[str, Any], where: str) -> None:
     """Overlay ``new`` on the defaults; unknown sections and keys are errors that list the known ones."""
     for section, values in new.items():
+        if section == "findings":  # a list of rules: a spec that states it replaces the whole list
+            into["findings"] = checks.listing(values, f"{where}: findings")
+            continue
         if section not in into:
             raise PersonagateError(f"{where}: unknown section [{section}]; known: {', '.join(sorted(into))}")
         if not isinstance(values, dict):
@@ -269,6 +357,33 @@ def _merge(into: dict[str, dict[str, Any]], new: dict[str, Any], where: str) -> 
                 known = ", ".join(sorted(into[section]))
                 raise PersonagateError(f"{where}: unknown key {section}.{key}; known keys in [{section}]: {known}")
             into[section][key] = value
+
+
+def _findings(tables: list[Any]) -> tuple[Finding, ...]:
+    """The declared rules, each checked for the keys its rule needs; ids unique, ``requires`` known."""
+    out: list[Finding] = []
+    keys = [f.name for f in dataclasses.fields(Finding)]
+    for index, table in enumerate(tables):
+        where = f"findings[{index}]"
+        table = checks.table(table, where)
+        checks.known_keys(table, keys, where)
+        values = {k: checks.string(v, f"{where}.{k}") for k, v in table.items()}
+        for key in ("id", "claim", "rule"):
+            if not values.get(key):
+                raise PersonagateError(f"{where}: '{key}' is required")
+        if values["rule"] not in RULES:
+            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(RULES)}")
+        for key in _RULE_KEYS[values["rule"]]:
+            if not values.get(key):
+                raise PersonagateError(f"{where}: rule {values['rule']!r} needs '{key}'")
+        out.append(Finding(**values))  # type: ignore[arg-type]
+    ids = [f.id for f in out]
+    for finding in out:
+        if ids.count(finding.id) > 1:
+            raise PersonagateError(f"findings: id {finding.id!r} is used twice")
+        if finding.requires and finding.requires not in ids:
+            raise PersonagateError(f"findings: {finding.id!r} requires {finding.requires!r}, which is not declared")
+    return tuple(out)
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:

@@ -11,6 +11,7 @@ second run writing into the same directory at once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -25,38 +26,47 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS conditions (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL, grp TEXT NOT NULL, x REAL, seed INTEGER,
-    description TEXT NOT NULL, mode TEXT NOT NULL
+    description TEXT NOT NULL, mode TEXT NOT NULL, meta TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rows (
     condition TEXT NOT NULL, prompt_set TEXT NOT NULL, prompt_id INTEGER NOT NULL,
-    text TEXT, refusal INTEGER, score REAL, kl REAL, judge INTEGER,
+    text TEXT, refusal INTEGER, label TEXT, score REAL, loglik REAL, judge INTEGER,
     PRIMARY KEY (condition, prompt_set, prompt_id)
 );
-CREATE TABLE IF NOT EXISTS readout (condition TEXT NOT NULL, layer INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (condition, layer));
+CREATE TABLE IF NOT EXISTS readout (condition TEXT NOT NULL, layer INTEGER NOT NULL, prompt_id INTEGER NOT NULL,
+    value REAL NOT NULL, PRIMARY KEY (condition, layer, prompt_id));
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
 @dataclass(frozen=True)
 class Row:
-    """One (condition, prompt) measurement: a reply and its refusal flag, a first-token refusal score
-    (log-odds), or a first-token KL from the unsteered model (prompt set ``kl``)."""
+    """One (condition, prompt) measurement.
+
+    A generated reply has ``text``, the detector's ``refusal`` flag, its three-way ``label``
+    (refuse / comply / incoherent), ``score`` (the first-token refusal log-odds, free from the
+    prefill) and ``loglik`` (its mean per-token log-likelihood under the unsteered model). A
+    first-token row has ``score`` and ``refusal`` (score > 0) only. A ``neutral`` row (coherence guard)
+    holds in ``loglik`` the mean per-token log-likelihood of a neutral passage under the condition.
+    """
 
     condition: str
     prompt_set: str
     prompt_id: int
     text: str | None = None
     refusal: int | None = None
+    label: str | None = None
     score: float | None = None
-    kl: float | None = None
+    loglik: float | None = None
     judge: int | None = None  # the optional judge's refusal flag for a generated reply
 
 
 TABLES = {"manifest", "conditions", "rows", "readout", "facts"}
-ROW_COLUMNS = ["condition", "prompt_set", "prompt_id", "text", "refusal", "score", "kl", "judge"]
 EXPORTS = ("summary.csv", "verdicts.csv", "completions.jsonl", "report.html")
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+ROW_COLUMNS = [f.name for f in dataclasses.fields(Row)]
 
 
 class RunStore:
@@ -159,20 +169,29 @@ class RunStore:
     # --- conditions and rows ----------------------------------------------------------------------
 
     def add_condition(
-        self, name: str, position: int, group: str, axis: float | None, seed: int | None, description: str, mode: str
+        self,
+        name: str,
+        position: int,
+        group: str,
+        axis: float | None,
+        seed: int | None,
+        description: str,
+        mode: str,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR IGNORE INTO conditions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, position, group, axis, seed, description, mode),
+                "INSERT OR IGNORE INTO conditions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, position, group, axis, seed, description, mode, json.dumps(meta or {})),
             )
 
     def conditions(self) -> list[dict[str, Any]]:
+        """Every condition in the order it was added: its columns plus the fields of its ``meta``."""
         cur = self.db.execute(
-            "SELECT name, position, grp, x, seed, description, mode FROM conditions ORDER BY position"
+            "SELECT name, position, grp, x, seed, description, mode, meta FROM conditions ORDER BY position"
         )
         keys = ("name", "position", "group", "x", "seed", "description", "mode")
-        return [dict(zip(keys, row, strict=True)) for row in cur]
+        return [{**json.loads(row[-1]), **dict(zip(keys, row[:-1], strict=True))} for row in cur]
 
     def done_ids(self, condition: str, prompt_set: str) -> set[int]:
         cur = self.db.execute(
@@ -184,31 +203,40 @@ class RunStore:
         """One transaction: all of these rows, or none of them."""
         with self.db:
             self.db.executemany(
-                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.condition, r.prompt_set, r.prompt_id, r.text, r.refusal, r.score, r.kl, r.judge) for r in rows],
+                f"INSERT INTO rows VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
+                [dataclasses.astuple(r) for r in rows],
             )
 
     def rows(self, condition: str | None = None, prompt_set: str | None = None) -> list[Row]:
-        query, args = "SELECT condition, prompt_set, prompt_id, text, refusal, score, kl, judge FROM rows WHERE 1=1", []
+        query, args = f"SELECT {', '.join(ROW_COLUMNS)} FROM rows WHERE 1=1", []
         if condition is not None:
             query, args = query + " AND condition = ?", [*args, condition]
         if prompt_set is not None:
             query, args = query + " AND prompt_set = ?", [*args, prompt_set]
         return [Row(*r) for r in self.db.execute(query + " ORDER BY condition, prompt_set, prompt_id", args)]
 
-    def write_readout(self, condition: str, values: Sequence[float]) -> None:
+    def write_readout(self, condition: str, values: Sequence[Sequence[float]]) -> None:
+        """Per prompt, the projection at every layer (``values[prompt][layer]``), in one transaction."""
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO readout VALUES (?, ?, ?)",
-                [(condition, i, float(v)) for i, v in enumerate(values)],
+                "INSERT OR REPLACE INTO readout VALUES (?, ?, ?, ?)",
+                [
+                    (condition, layer, prompt, float(value))
+                    for prompt, per_layer in enumerate(values)
+                    for layer, value in enumerate(per_layer)
+                ],
             )
 
-    def readout(self) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        for condition, _, value in self.db.execute(
-            "SELECT condition, layer, value FROM readout ORDER BY condition, layer"
+    def readout(self) -> dict[str, list[list[float]]]:
+        """Per condition: ``[layer][prompt]`` projections."""
+        out: dict[str, list[list[float]]] = {}
+        for condition, layer, _, value in self.db.execute(
+            "SELECT condition, layer, prompt_id, value FROM readout ORDER BY condition, layer, prompt_id"
         ):
-            out.setdefault(condition, []).append(value)
+            layers = out.setdefault(condition, [])
+            while len(layers) <= layer:
+                layers.append([])
+            layers[layer].append(value)
         return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from personagate._version import __version__
+from personagate.experiments.protocol import Layout
 from personagate.experiments.results import export
 from personagate.experiments.runner import StudyRunner
 from personagate.experiments.spec import StudySpec
@@ -30,6 +31,7 @@ def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]
     n_layers = model_layer_count(model_id)
     if n_layers is not None:
         spec.check_layers(n_layers)
+        Layout.of(spec, n_layers)  # windows and the injection layer agree
     return model_id, n_layers or 0, splits
 
 
@@ -74,7 +76,11 @@ def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, pro
                 "model_weights": chat.weights_fingerprint(),
                 "model_info": chat.info,
                 "spec_source": spec.source,
-                "seeds": {"random_directions": spec.directions.random_seeds, "generation": "greedy"},
+                "seeds": {
+                    "resamples": spec.directions.resamples,
+                    "random_controls": spec.windows.random_seeds,
+                    "generation": "greedy",
+                },
                 "device": str(chat.device),
                 "dtype": str(chat.dtype),
                 "torch": torch.__version__,

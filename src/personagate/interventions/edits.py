@@ -15,8 +15,8 @@ from typing import Literal
 
 import torch
 
-Scope = Literal["all", "prompt", "generated"]
-SCOPES: tuple[Scope, ...] = ("all", "prompt", "generated")
+Scope = Literal["all", "prompt", "generated", "last"]
+SCOPES: tuple[Scope, ...] = ("all", "prompt", "generated", "last")  # last: the last prompt position only
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out"]
 Site = tuple[SiteKind, int]
 EditKind = Literal["add", "clamp"]

@@ -80,4 +80,9 @@ def window_text(window: Window, n_layers: int | None) -> str:
 
 
 def scope_text(scope: str) -> str:
-    return {"all": "", "prompt": ", prompt tokens only", "generated": ", generated tokens only"}[scope]
+    return {
+        "all": "",
+        "prompt": ", prompt tokens only",
+        "generated": ", generated tokens only",
+        "last": ", last prompt token only",
+    }[scope]

@@ -87,11 +87,25 @@ class Steering:
 
     def prompt_mask(self, length: int, device: torch.device) -> torch.Tensor:
         """Bool ``[length]``: True where the position in this forward pass holds a prompt token."""
+        return self._positions(length, device) < self._prompt()
+
+    def scope_mask(self, scope: str, length: int, device: torch.device) -> torch.Tensor:
+        """Bool ``[length]``: the positions of this forward pass that ``scope`` covers."""
+        positions = self._positions(length, device)
+        if scope == "prompt":
+            return positions < self._prompt()
+        if scope == "generated":
+            return positions >= self._prompt()
+        return positions == self._prompt() - 1  # "last": where the first reply token is predicted
+
+    def _prompt(self) -> int:
         prompt = self.prompt_length if self.prompt_length is not None else self._inferred
         if prompt is None:
             raise PersonagateError("a scoped op ran before any prompt was seen; call set_prompt_length")
-        positions = torch.arange(self._offset, self._offset + length, device=device)
-        return positions < prompt
+        return prompt
+
+    def _positions(self, length: int, device: torch.device) -> torch.Tensor:
+        return torch.arange(self._offset, self._offset + length, device=device)
 
 
 def apply_edits(hidden: torch.Tensor, edits: list[RowEdit], steering: Steering) -> torch.Tensor:
@@ -100,14 +114,14 @@ def apply_edits(hidden: torch.Tensor, edits: list[RowEdit], steering: Steering) 
     Two kernels per clamp (a GEMV and a fused multiply-subtract): in fp32 the removal is exact to
     rounding; in bf16 the coefficient carries bf16 precision.
     """
-    positions: torch.Tensor | None = None
+    masks: dict[str, torch.Tensor] = {}
     for program, edit in edits:
         vector = edit.cast(hidden.dtype)
         weight = steering.row_mask(program, hidden.dtype)
         if edit.scope != "all":
-            if positions is None:
-                positions = steering.prompt_mask(hidden.shape[-2], hidden.device)
-            keep = (positions if edit.scope == "prompt" else ~positions).unsqueeze(-1).to(hidden.dtype)
+            if edit.scope not in masks:
+                masks[edit.scope] = steering.scope_mask(edit.scope, hidden.shape[-2], hidden.device)
+            keep = masks[edit.scope].unsqueeze(-1).to(hidden.dtype)
             weight = keep if weight is None else weight * keep
         if edit.kind == "add":
             hidden = hidden + vector if weight is None else torch.addcmul(hidden, weight, vector)

@@ -1,0 +1,210 @@
+"""Every direction a resample of the study needs, made once and kept in the run directory.
+
+Per resample ``r`` (files in ``vectors/r{r}/``): ``refusal`` (the per-layer difference in means at
+the selected position: each layer's own scale), ``refusal-selected`` (the one vector Arditi et al.'s
+selection picks), ``refusal-norm`` (each layer's unit refusal vector times that layer's mean residual
+norm), ``persona``, the style personas scaled to the persona vector's norm at the injection layer,
+``random-add-S`` (norm-matched random vectors), ``random-S`` (the window controls: matched to the
+injected vector's overlap, or orthogonal under protocol v1) and ``injected`` (the injected vector's
+direction at every layer: the positive control).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from personagate.directions import Direction, matched_random_direction, random_direction
+from personagate.experiments.spec import StudySpec
+from personagate.experiments.splits import PromptSplits
+from personagate.experiments.store import RunStore
+from personagate.extraction import (
+    PersonaSet,
+    RefusalSelection,
+    persona_direction,
+    refusal_direction,
+    refusal_direction_at,
+)
+from personagate.models.loading import ChatModel
+from personagate.scoring.first_token import RefusalTokens
+
+STYLE_SEED_OFFSET = 10_000  # random-add seeds never coincide with window-control seeds
+
+
+class VectorMaker:
+    """Makes (or reloads) the directions of each resample for one run."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        chat: ChatModel,
+        store: RunStore,
+        splits: PromptSplits,
+        tokens: RefusalTokens,
+        progress: bool,
+    ) -> None:
+        self.spec, self.chat, self.store, self.splits, self.tokens = spec, chat, store, splits, tokens
+        self.progress = progress
+        self.batch = spec.generation.batch_size
+
+    def folder(self, resample: int) -> Path:
+        return self.store.path / "vectors" / f"r{resample}"
+
+    def _cached(self, resample: int, key: str, make: Callable[[], Direction]) -> Direction:
+        path = self.folder(resample) / f"{key}.safetensors"
+        if path.is_file():
+            direction = Direction.load(path)
+        else:
+            direction = make()
+            direction.save(path)
+        direction.check_fits(self.chat.n_layers, self.chat.hidden_size, model_hash=self.chat.config_hash())
+        return direction
+
+    def make(self, resample: int, injection: int) -> dict[str, Direction]:
+        """All directions of ``resample``; the injection layer fixes the style scaling and the controls."""
+        out: dict[str, Direction] = {}
+        refusal, selected = self._refusal(resample)
+        out["refusal"], out["refusal-selected"] = refusal, selected
+        if self.spec.reintroduce.dose == "residual_norm":
+            out["refusal-norm"] = self._cached(resample, "refusal-norm", lambda: _norm_scaled(refusal))
+        questions = self._questions(resample)
+        persona = self._cached(resample, "persona", lambda: self._persona(questions))
+        out["persona"] = persona
+        if float(persona.at(injection).norm()) == 0:
+            from personagate.errors import PersonagateError
+
+            raise PersonagateError(
+                f"the persona direction is zero at the injection layer {injection}: the system prompt is not yet "
+                "visible there; inject later (persona.layer)"
+            )
+        if self.spec.persona.styles:
+            personas = PersonaSet.builtin()
+            for style, text in personas.styles.items():
+                out[f"style-{style}"] = self._cached(
+                    resample,
+                    f"style-{style}",
+                    lambda text=text, style=style: self._style(style, text, questions, persona, injection),
+                )
+        for seed in self.spec.persona.random_adds:
+            out[f"random-add-{seed}"] = self._cached(
+                resample,
+                f"random-add-{seed}",
+                lambda seed=seed: random_direction(persona, STYLE_SEED_OFFSET + seed, name=f"random-add-{seed}"),
+            )
+        anchor = persona.at(injection)
+        for seed in range(self.spec.windows.random_seeds):
+            if self.spec.windows.random == "matched":
+                make = lambda seed=seed: matched_random_direction(persona, anchor, seed, name=f"random-{seed}")  # noqa: E731
+            else:
+                make = lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, selected))  # noqa: E731
+            out[f"random-{seed}"] = self._cached(resample, f"random-{seed}", make)
+        out["injected"] = Direction(persona.unit_at(injection), name="injected", meta={"layer": injection})
+        return out
+
+    # --- pieces -----------------------------------------------------------------------------------
+
+    def _questions(self, resample: int) -> list[str]:
+        pool = PersonaSet.builtin().questions
+        n = min(self.spec.directions.persona_questions, len(pool))
+        order = np.random.default_rng(resample).permutation(len(pool))[:n]
+        return [pool[i] for i in sorted(order)]
+
+    def _refusal(self, resample: int) -> tuple[Direction, Direction]:
+        settings = self.spec.directions
+        if settings.refusal:
+            given = Direction.load(self.spec.path(settings.refusal))
+            selected = (
+                given if not given.per_layer else Direction(given.at(int(given.meta.get("layer", 0))), name="refusal")
+            )
+            return given, selected
+        folder = self.folder(resample)
+        if (folder / "refusal.safetensors").is_file() and (folder / "refusal-selected.safetensors").is_file():
+            return Direction.load(folder / "refusal.safetensors"), Direction.load(
+                folder / "refusal-selected.safetensors"
+            )
+        harmful, harmless = self.splits.train(resample)
+        if resample == self.spec.directions.resamples[0]:
+            selection = RefusalSelection(
+                max_kl=settings.refusal_max_kl,
+                positions=settings.refusal_positions,
+                layer_stride=settings.refusal_layer_stride,
+                n_val=len(self.splits.harmful_val),
+            )
+            found = refusal_direction(
+                self.chat,
+                harmful,
+                harmless,
+                self.splits.harmful_val,
+                self.splits.harmless_val,
+                selection=selection,
+                refusal_tokens=self.tokens,
+                batch_size=self.batch,
+                progress=self.progress,
+            )
+            found.save_candidates(self.store.path / "refusal_candidates.csv")
+            assert found.per_layer is not None
+            self.store.set_fact(
+                "refusal_selected",
+                {"position": found.direction.meta["position"], "layer": found.direction.meta["layer"]},
+            )
+            per_layer, selected = found.per_layer, found.direction
+        else:
+            chosen = self.store.fact("refusal_selected")
+            per_layer = refusal_direction_at(
+                self.chat,
+                harmful,
+                harmless,
+                int(chosen["position"]),
+                self.tokens,
+                batch_size=self.batch,
+                progress=self.progress,
+            )
+            selected = Direction(per_layer.at(int(chosen["layer"])).clone(), name="refusal", meta=dict(per_layer.meta))
+        selected.save(folder / "refusal-selected.safetensors")
+        per_layer.save(folder / "refusal.safetensors")
+        return per_layer, selected
+
+    def _persona(self, questions: list[str]) -> Direction:
+        if self.spec.directions.persona:
+            return Direction.load(self.spec.path(self.spec.directions.persona))
+        personas = PersonaSet.builtin()
+        personas.questions = questions
+        return persona_direction(
+            self.chat,
+            personas,
+            against=self.spec.directions.persona_against,
+            batch_size=self.batch,
+            progress=self.progress,
+        )
+
+    def _style(self, style: str, text: str, questions: list[str], persona: Direction, injection: int) -> Direction:
+        raw = persona_direction(
+            self.chat,
+            PersonaSet([text], [], questions),
+            against="default",
+            batch_size=self.batch,
+            progress=self.progress,
+        )
+        scale = float(persona.at(injection).norm()) / max(float(raw.at(injection).norm()), 1e-12)
+        meta = {**raw.meta, "style": style, "scaled_to": f"persona's norm at layer {injection}", "scale": scale}
+        return Direction(raw.vectors * scale, name=f"style-{style}", meta=meta)
+
+
+def _norm_scaled(refusal: Direction) -> Direction:
+    """Each layer's unit refusal vector times the layer's mean residual norm (coefficient f then means
+    a push of f x the stream's typical size at that layer)."""
+    norms = refusal.meta.get("residual_norms")
+    if not refusal.per_layer or not norms:
+        from personagate.errors import PersonagateError
+
+        raise PersonagateError("reintroduce.dose = 'residual_norm' needs an extracted per-layer refusal direction")
+    rows = []
+    for layer, norm in enumerate(norms):
+        v = refusal.at(layer)
+        rows.append(v / v.norm() * norm if float(v.norm()) > 0 else torch.zeros_like(v))
+    return Direction(
+        torch.stack(rows), name="refusal-norm", meta={**refusal.meta, "method": "unit refusal x mean residual norm"}
+    )

@@ -1,0 +1,201 @@
+"""The report's figures, from a run's summary and readout: every rate with its 95% interval as a shaded
+band (a null as the band its random seeds span), and the incoherent share on every plot.
+
+Each function returns ``(caption, png bytes)`` or None when the run has no data for it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from personagate.experiments import groups as g
+from personagate.stats import bootstrap_mean_ci
+
+Figure = tuple[str, bytes]
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _band(ax: Any, rows: Sequence[dict[str, Any]], label: str, style: str = "o-", color: str | None = None) -> None:
+    """A rate curve with its Wilson band, and the incoherent share (dotted) or guard failures (x)."""
+    xs = [float(r["x"]) for r in rows]
+    line = ax.plot(xs, [r["refusal_rate"] for r in rows], style, ms=4, label=label, color=color)[0]
+    ax.fill_between(xs, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.18, color=line.get_color())
+    if any(r["mode"] == "generate" for r in rows):
+        ax.plot(
+            xs, [r["incoherent_rate"] for r in rows], ":", color=line.get_color(), lw=1, label=f"{label}: incoherent"
+        )
+    flagged = [r for r in rows if "guard" in r["flags"]]
+    if flagged:
+        ax.plot(
+            [float(r["x"]) for r in flagged], [r["refusal_rate"] for r in flagged], "x", color="tab:red", ms=9, mew=2
+        )
+
+
+def _level(ax: Any, row: dict[str, Any] | None, label: str, color: str, style: str) -> None:
+    if row is not None and math.isfinite(row["refusal_rate"]):
+        ax.axhline(
+            row["refusal_rate"], color=color, ls=style, lw=1, label=f"{label} {row['refusal_rate']:.0%} ({row['mode']})"
+        )
+        ax.axhspan(row["ci_low"], row["ci_high"], color=color, alpha=0.07)
+
+
+def _find(summary: Sequence[dict[str, Any]], role: str, mode: str, resample: int = 0) -> dict[str, Any] | None:
+    return next((r for r in summary if r["role"] == role and r["mode"] == mode and r["resample"] == resample), None)
+
+
+def _finish(ax: Any, fig: Any, caption: str) -> Figure:
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="best")
+    return caption, _png(fig)
+
+
+def persona_sweep(summary: Sequence[dict[str, Any]]) -> Figure | None:
+    rows = sorted((r for r in summary if r["group"] == g.PERSONA_SWEEP), key=lambda r: r["x"])
+    if not rows:
+        return None
+    fig, ax = _figure(
+        "Persona coefficient on the validation prompts", "coefficient (x persona difference in means)", "rate"
+    )
+    _band(ax, rows, "refusal")
+    base = next((r for r in summary if r["condition"] == "baseline [val]"), None)
+    _level(ax, base, "baseline", "k", "--")
+    ax.set_xscale("log", base=2)
+    guard = ax.twinx()
+    guard.plot([r["x"] for r in rows], [r["nll_delta"] for r in rows], "s--", color="tab:gray", ms=3)
+    guard.set_ylabel("guard: NLL increase (nats/token)", color="tab:gray", fontsize=8)
+    return _finish(
+        ax, fig, "Choosing the persona coefficient: refusal, incoherent share and the coherence guard, on validation."
+    )
+
+
+def reintroduction(summary: Sequence[dict[str, Any]]) -> Figure | None:
+    rows = [r for r in summary if r["group"] == g.REINTRODUCE and r["resample"] == 0]
+    if not rows:
+        return None
+    fig, ax = _figure("Refusal direction added back at one layer, under persona steering", "layer", "refusal rate")
+    for dose in sorted({r["dose"] for r in rows}):
+        _band(ax, sorted((r for r in rows if r["dose"] == dose), key=lambda r: r["x"]), f"dose x{dose:g}")
+    mode = rows[0]["mode"]
+    _level(ax, _find(summary, "baseline", mode), "baseline", "k", "--")
+    _level(ax, _find(summary, "persona", mode), "persona", "tab:red", ":")
+    return _finish(
+        ax,
+        fig,
+        "Dose-response: refusal when each layer's own refusal direction is added back (x: flagged by the guard).",
+    )
+
+
+def windows(summary: Sequence[dict[str, Any]]) -> Figure | None:
+    persona = sorted(
+        (r for r in summary if r["group"] == g.PERSONA_WINDOW and r["resample"] == 0 and r["mode"] != "generate"),
+        key=lambda r: r["x"],
+    )
+    if not persona:
+        return None
+    mode = persona[0]["mode"]
+    fig, ax = _figure(
+        "Persona projected out of windows downstream of the injection", "window start (block)", "refusal rate"
+    )
+    _band(ax, persona, "persona steering - persona", color="tab:blue")
+    for group, label, color in (
+        (g.PROJECTION_ONLY, "unsteered - persona", "tab:green"),
+        (g.NATURAL_WINDOW, "natural persona - persona", "tab:purple"),
+    ):
+        rows = sorted((r for r in summary if r["group"] == group and r["mode"] == mode), key=lambda r: r["x"])
+        if rows:
+            _band(ax, rows, label, "s-", color=color)
+    randoms = [r for r in summary if r["group"] == g.RANDOM_WINDOW and r["resample"] == 0]
+    if randoms:
+        by_x: dict[float, list[float]] = {}
+        for r in randoms:
+            by_x.setdefault(float(r["x"]), []).append(r["refusal_rate"])
+        xs = sorted(by_x)
+        low = [_quantile(by_x[x], 0.05) for x in xs]
+        high = [_quantile(by_x[x], 0.95) for x in xs]
+        ax.fill_between(
+            xs, low, high, color="tab:gray", alpha=0.3, label=f"matched random (5-95%, {len(by_x[xs[0]])} seeds)"
+        )
+        ax.plot(xs, [_quantile(by_x[x], 0.5) for x in xs], color="tab:gray", lw=1)
+    _level(ax, _find(summary, "baseline", mode), "baseline", "k", "--")
+    _level(ax, _find(summary, "persona", mode), "persona", "tab:red", ":")
+    return _finish(
+        ax, fig, "Windows: the persona direction vs matched random directions projected out (shaded: the null)."
+    )
+
+
+def mediation(shares: Sequence[tuple[float, float, float, float]]) -> Figure | None:
+    """``shares``: (window start, share, ci_low, ci_high)."""
+    if not shares:
+        return None
+    fig, ax = _figure(
+        "Refusal's projection clamped to its baseline value in a window",
+        "window start (block)",
+        "share of the persona effect undone",
+    )
+    xs = [s[0] for s in shares]
+    ax.errorbar(
+        xs,
+        [s[1] for s in shares],
+        yerr=[[s[1] - s[2] for s in shares], [s[3] - s[1] for s in shares]],
+        fmt="o-",
+        capsize=3,
+    )
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axhline(1, color="k", lw=0.6, ls="--")
+    ax.legend(["share undone (95% bootstrap CI)"], fontsize=7)
+    return "Mediation: how much of the persona effect on refusal the clamp removes, by window.", _png(fig)
+
+
+def readout(projections: dict[str, list[list[float]]]) -> Figure | None:
+    if not projections:
+        return None
+    fig, ax = _figure("Projection on each layer's refusal direction (test prompts, last token)", "layer", "projection")
+    for name, layers in projections.items():
+        stats = [bootstrap_mean_ci(values, n_boot=2000, seed=0) for values in layers]
+        xs = list(range(len(stats)))
+        line = ax.plot(xs, [s[0] for s in stats], "o-", ms=3, label=name)[0]
+        ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], alpha=0.2, color=line.get_color())
+    ax.legend(fontsize=7)
+    return (
+        "Upstream/downstream readout: where refusal is computed and where it is expressed (95% bootstrap CIs).",
+        _png(fig),
+    )
+
+
+def cosine(values: Sequence[float] | None) -> Figure | None:
+    if not values:
+        return None
+    fig, ax = _figure("cos(persona, refusal) per layer", "layer", "cosine")
+    ax.plot(range(len(values)), values, "o-", color="tab:purple")
+    ax.axhline(0, color="k", lw=0.5)
+    return "Geometry: cosine between the persona and refusal directions at each layer.", _png(fig)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
