@@ -100,3 +100,22 @@ def test_continuation_logliks_per_row_programs_equal_solo_runs(qwen):
     for got, want in zip(both[:2], plain, strict=True):
         assert got[0] == pytest.approx(want[0], abs=1e-3)
     assert abs(solo[0][0] - plain[0][0]) > 1e-2
+
+
+def test_shared_context_logliks_equal_one_forward_per_item(chat):
+    from personagate.likelihood import unsteered_logliks
+
+    fmt = ChatFormatter(chat.tokenizer)
+    prompts = [fmt.encode("Hi"), fmt.encode("Name three birds, please")]
+    items = [
+        (prompts[0], [40, 41, 42, 43]),
+        (prompts[1], [50, 51]),
+        (prompts[0], [60]),  # the same context twice: computed once, widened to both rows
+        (prompts[1], [70, 71, 72, 73, 74, 75]),
+        (prompts[0], []),
+    ]
+    got = unsteered_logliks(chat, items, batch_size=3)
+    want = _manual_logliks(chat, items)
+    for (total, n), expected, (_, continuation) in zip(got, want, items, strict=True):
+        assert n == len(continuation)
+        assert total == pytest.approx(expected, abs=1e-3)

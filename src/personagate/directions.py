@@ -86,6 +86,24 @@ class Direction:
         save_file({"vectors": self.vectors.contiguous()}, str(path), metadata={"personagate": json.dumps(header)})
         return path
 
+    def to_bytes(self) -> bytes:
+        """The safetensors file's bytes (what a worker process receives: data, never a pickled object)."""
+        from safetensors.torch import save
+
+        header = {"name": self.name, "schema_version": SCHEMA_VERSION, "site": SITE, **self.meta}
+        return save({"vectors": self.vectors.contiguous()}, metadata={"personagate": json.dumps(header)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Direction:
+        from safetensors.torch import load
+
+        try:
+            tensors = load(data)
+            header = json.loads(_metadata(data).get("personagate", "{}"))
+        except (SafetensorError, ValueError) as exc:
+            raise PersonagateError(f"not a readable direction ({exc})") from None
+        return cls(tensors["vectors"], name=header.pop("name", "direction"), meta=header)
+
     @classmethod
     def load(cls, path: str | Path) -> Direction:
         path = Path(path)
@@ -105,6 +123,12 @@ class Direction:
             raise PersonagateError(f"{path} has schema version {version}; upgrade personagate to read it")
         name = header.pop("name", path.stem)
         return cls(tensors["vectors"], name=name, meta=header)
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The metadata of a safetensors buffer (its JSON header's ``__metadata__``)."""
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + size]).get("__metadata__", {}) or {}
 
 
 def random_direction(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from personagate.interventions import Program, steer
-from personagate.models.forward import run_model_tail
+from personagate.models.forward import new_cache, run_model, run_model_tail
 from personagate.models.loading import ChatModel
 from personagate.prompts import left_pad
 
@@ -90,3 +90,55 @@ def continuation_logliks(
 def mean_loglik(results: Sequence[tuple[float, int]]) -> list[float]:
     """Per item: mean log-probability per token (NaN for an empty continuation)."""
     return [total / n if n else float("nan") for total, n in results]
+
+
+@torch.inference_mode()
+def unsteered_logliks(chat: ChatModel, items: Sequence[Item], *, batch_size: int = 16) -> list[tuple[float, int]]:
+    """``continuation_logliks`` for the unsteered model, each distinct context run once: replies of many
+    conditions to the same prompt share the prompt's keys and values, and only the replies run per row.
+
+    Contexts are left-padded and prefilled into a cache, the cache is widened to the rows, and the
+    continuations follow right-padded (a padded tail cannot change what precedes it).
+    """
+    if any(len(context) == 0 for context, _ in items):
+        raise ValueError("every item needs at least one context token")
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+    order = sorted((i for i in range(len(items)) if len(items[i][1])), key=lambda i: tuple(items[i][0]))
+    pad = chat.tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        contexts: list[tuple[int, ...]] = []
+        for i in batch:
+            if tuple(items[i][0]) not in contexts:
+                contexts.append(tuple(items[i][0]))
+        padded = left_pad([list(c) for c in contexts], pad, chat.device)
+        cache = new_cache(chat.model)
+        first = run_model(
+            chat.model,
+            input_ids=padded.input_ids,
+            attention_mask=padded.attention_mask,
+            position_ids=padded.position_ids,
+            cache=cache,
+        )
+        which = torch.tensor([contexts.index(tuple(items[i][0])) for i in batch], device=chat.device)
+        cache.batch_select_indices(which)
+        width = max(len(items[i][1]) for i in batch)
+        tokens = torch.full((len(batch), width), pad, dtype=torch.long, device=chat.device)
+        tail_mask = torch.zeros((len(batch), width), dtype=padded.attention_mask.dtype, device=chat.device)
+        for row, i in enumerate(batch):
+            tokens[row, : len(items[i][1])] = torch.tensor(list(items[i][1]), device=chat.device)
+            tail_mask[row, : len(items[i][1])] = 1
+        mask = torch.cat([padded.attention_mask[which], tail_mask], dim=1)
+        lengths = padded.attention_mask.sum(-1)[which].unsqueeze(-1)
+        positions = lengths + torch.arange(width, device=chat.device).unsqueeze(0)
+        logits = run_model_tail(
+            chat.model, width, input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache
+        )
+        # token 0 is predicted by the context's last position; token j by the continuation's position j - 1
+        predictions = torch.cat([first[which].unsqueeze(1), logits[:, :-1]], dim=1)
+        logprobs = torch.log_softmax(predictions.float(), dim=-1)
+        for row, i in enumerate(batch):
+            n = len(items[i][1])
+            total = logprobs[row, :n].gather(-1, tokens[row, :n].unsqueeze(-1)).sum()
+            results[i] = (float(total), n)
+    return results

@@ -39,35 +39,21 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.5rem;border-radius:4px;font
 details{margin:.25rem 0}summary{cursor:pointer}.muted{color:#777}
 """
 
-HEADLINE_GROUPS = (
-    g.BASELINE,
-    g.REFUSAL_ABLATED,
-    g.PERSONA,
-    g.SANITY,
-    g.STYLE,
-    g.RANDOM_ADD,
-    g.NATURAL,
-    g.PERSONA_WINDOW,
-    g.PROJECTION_ONLY,
-    g.NATURAL_WINDOW,
-    g.POSITIVE_CONTROL,
-)
-
 
 def headline(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conditions a reader looks at first: the arms measured the main way (resample 0), plus the sanity arm."""
-    main = next((r["mode"] for r in summary if r["role"] == "baseline" and r["prompts"] == g.HARMFUL), None)
-    sanity = next((r for r in summary if r["group"] == g.SANITY), None)
-    rows = [
-        r
-        for r in summary
-        if r["group"] in HEADLINE_GROUPS and r["resample"] == 0 and r["prompts"] == g.HARMFUL and r["mode"] == main
-    ]
+    """The conditions a reader looks at first: every headline arm (resample 0, test prompts), measured
+    the main way where it was, then the sanity arm beside the baseline measured the same way."""
+    tested = [r for r in summary if r["resample"] == 0 and r["prompts"] == g.HARMFUL]
+    main = next((r["mode"] for r in tested if r["role"] == "baseline"), None)
+    rows: list[dict[str, Any]] = []
+    for role in g.HEADLINE_ROLES:
+        found = [r for r in tested if r["role"] == role and r["group"] != g.REFERENCE]
+        preferred = [r for r in found if r["mode"] == main] or found
+        rows += preferred
+    sanity = next((r for r in tested if r["group"] == g.SANITY), None)
     if sanity is not None:  # beside the baseline measured the same way: they must be equal
-        reference = [
-            r for r in summary if r["role"] == "baseline" and r["mode"] == sanity["mode"] and r["prompts"] == g.HARMFUL
-        ]
-        rows += [r for r in reference if r not in rows] + [sanity]
+        rows += [r for r in tested if r["role"] == "baseline" and r["mode"] == sanity["mode"] and r not in rows]
+        rows.append(sanity)
     return rows
 
 

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from personagate.cli import args as common
 from personagate.errors import PersonagateError
 
 
@@ -26,6 +27,13 @@ def add_parsers(sub: Any) -> None:
         )
         study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
         study.add_argument("--quiet", action="store_true", help="no progress bars")
+        study.add_argument(
+            "--workers", type=common.positive_int, default=None, help="measure on N Ray actors (personagate[ray])"
+        )
+        study.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start one here)")
+        study.add_argument(
+            "--gpus-per-worker", type=common.non_negative_float, default=0.0, help="GPUs each actor reserves"
+        )
         study.set_defaults(run=run_study)
     rep = sub.add_parser("report", help="rebuild summary.csv and report.html from a run directory")
     rep.add_argument("run_dir", type=Path)
@@ -51,7 +59,17 @@ def run_study(args: argparse.Namespace) -> int:
     model = args.model or spec.model.id
     profile = ("quick" if args.quick else "full") + ("" if args.protocol == "v2" else f"-{args.protocol}")
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
-    run_dir = run(spec, out, model=model, progress=not args.quiet)
+    if args.ray_address and not args.workers:
+        raise PersonagateError("--ray-address needs --workers N")
+    run_dir = run(
+        spec,
+        out,
+        model=model,
+        progress=not args.quiet,
+        workers=args.workers or 0,
+        ray_address=args.ray_address,
+        gpus_per_worker=args.gpus_per_worker,
+    )
     rebuild(run_dir)
     print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
     return 0

@@ -35,3 +35,17 @@ NEUTRAL = "neutral"  # coherence guard passages
 
 # Outcomes of a generated reply.
 REFUSE, COMPLY, INCOHERENT = "refuse", "comply", "incoherent"
+
+# The headline arms (by role) that a spec may have generated rather than screened.
+HEADLINE_ROLES = (
+    "baseline",
+    "refusal_ablated",
+    "persona",
+    "style",
+    "random_add",
+    "natural",
+    "persona_late_window",
+    "projection_only_late",
+    "natural_late_window",
+    "positive_control",
+)

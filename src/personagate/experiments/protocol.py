@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from personagate.errors import PersonagateError
 from personagate.experiments import groups as g
 from personagate.experiments.conditions import Condition
+from personagate.experiments.groups import Mode
 from personagate.experiments.spec import StudySpec
 from personagate.interventions import Ablate, Add, Clamp, Program, Window
 
@@ -118,23 +119,28 @@ def validation_conditions(spec: StudySpec, layout: Layout) -> list[Condition]:
 def main_conditions(
     spec: StudySpec, layout: Layout, coeff: float, baseline_projection: Sequence[float]
 ) -> list[Condition]:
-    """Every arm on the test prompts, resample 0: headline conditions in the main mode, sweeps and
-    nulls in the sweep mode (with the headline conditions they are compared with measured that way too)."""
+    """Every arm on the test prompts, resample 0: the headline arms in the main mode (those the spec
+    lists in ``generation.generate_roles``; the others screened), sweeps and nulls in the sweep mode,
+    with the headline conditions they are compared with measured that way too."""
     main, sweep = spec.generation.main, spec.generation.sweep
+
+    def mode(role: str) -> Mode:
+        return main if role in spec.generation.generate_roles else sweep
+
     p, late = layout.injection, layout.late
     steer = persona_op(coeff, p)
     base = f"persona x{coeff:g}"
     out: list[Condition] = [
-        Condition("baseline", g.BASELINE, Program(), main, role="baseline", over_refusal=True),
+        Condition("baseline", g.BASELINE, Program(), mode("baseline"), role="baseline", over_refusal=True),
         Condition(
             "refusal ablated",
             g.REFUSAL_ABLATED,
             Program([Ablate("refusal-selected", Window(0, layout.n_layers))]),
-            main,
+            mode("refusal_ablated"),
             role="refusal_ablated",
             over_refusal=True,
         ),
-        Condition(base, g.PERSONA, Program([steer]), main, role="persona", axis=coeff, over_refusal=True),
+        Condition(base, g.PERSONA, Program([steer]), mode("persona"), role="persona", axis=coeff, over_refusal=True),
         Condition(
             f"{base}, injection removed again",
             g.SANITY,
@@ -146,52 +152,53 @@ def main_conditions(
     if spec.persona.styles:
         for style in STYLES:
             op = Add(f"style-{style}", coeff, p)  # style vectors are scaled to the persona vector's norm at p
-            out.append(Condition(f"{style} persona at the norm of {base}", g.STYLE, Program([op]), main, role="style"))
+            name = f"{style} persona at the norm of {base}"
+            out.append(Condition(name, g.STYLE, Program([op]), mode("style"), role="style"))
     for seed in spec.persona.random_adds:
         op = Add(f"random-add-{seed}", coeff, p)
         name = f"random vector {seed} at the norm of {base}"
-        out.append(Condition(name, g.RANDOM_ADD, Program([op]), main, role="random_add", seed=seed))
+        out.append(Condition(name, g.RANDOM_ADD, Program([op]), mode("random_add"), role="random_add", seed=seed))
     if spec.windows.natural:
         out.append(
             Condition(
-                "natural persona", g.NATURAL, Program(), main, role="natural", system="compliant", over_refusal=True
+                "natural persona",
+                g.NATURAL,
+                Program(),
+                mode("natural"),
+                role="natural",
+                system="compliant",
+                over_refusal=True,
             )
         )
-    # the late window, in the main mode
-    out.append(
-        Condition(
-            f"{base} - persona in {_span(late)}",
-            g.PERSONA_WINDOW,
-            Program([steer, Ablate("persona", Window(*late))]),
-            main,
-            role="persona_late_window",
-            axis=late[0],
-            window=late,
-            over_refusal=True,
+    # the late window in the main mode (the window sweep measures every window, this one included, screened)
+    ablate_late = Ablate("persona", Window(*late))
+    common = {"axis": float(late[0]), "window": late}
+    if main != sweep and mode("persona_late_window") == main:
+        out.append(
+            Condition(
+                f"{base} - persona in {_span(late)}",
+                g.PERSONA_WINDOW,
+                Program([steer, ablate_late]),
+                main,
+                role="persona_late_window",
+                over_refusal=True,
+                **common,
+            )
         )
-    )
-    out.append(
-        Condition(
-            f"- persona in {_span(late)} (unsteered)",
-            g.PROJECTION_ONLY,
-            Program([Ablate("persona", Window(*late))]),
-            main,
-            role="projection_only_late",
-            axis=late[0],
-            window=late,
-        )
-    )
-    if spec.windows.natural:
+    if main != sweep and mode("projection_only_late") == main:
+        name = f"- persona in {_span(late)} (unsteered)"
+        program = Program([ablate_late])
+        out.append(Condition(name, g.PROJECTION_ONLY, program, main, role="projection_only_late", **common))
+    if spec.windows.natural and main != sweep and mode("natural_late_window") == main:
         out.append(
             Condition(
                 f"natural persona - persona in {_span(late)}",
                 g.NATURAL_WINDOW,
-                Program([Ablate("persona", Window(*late))]),
+                Program([ablate_late]),
                 main,
                 role="natural_late_window",
                 system="compliant",
-                axis=late[0],
-                window=late,
+                **common,
             )
         )
     if spec.windows.positive_control:
@@ -200,14 +207,14 @@ def main_conditions(
                 f"{base} - injected vector in {_span(late)}",
                 g.POSITIVE_CONTROL,
                 Program([steer, Ablate("injected", Window(*late))]),
-                main,
+                mode("positive_control"),
                 role="positive_control",
                 window=late,
             )
         )
     # the sweep mode: references, then the sweeps and the nulls
     if sweep != main:
-        for condition in [c for c in out if c.role in ("baseline", "persona", "natural")]:
+        for condition in [c for c in out if c.role in ("baseline", "persona", "natural") and c.mode == main]:
             out.append(
                 replace(
                     condition, name=f"{condition.name} [{sweep}]", group=g.REFERENCE, mode=sweep, over_refusal=False
@@ -263,7 +270,7 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                     g.PROJECTION_ONLY,
                     Program([ablate]),
                     sweep,
-                    role="projection_only",
+                    role="projection_only_late" if is_late else "projection_only",
                     **common,
                 )
             )

@@ -20,39 +20,45 @@ from personagate.errors import PersonagateError
 from personagate.experiments import groups as g
 from personagate.experiments import protocol
 from personagate.experiments.conditions import Condition
+from personagate.experiments.executors import Executor, InProcess
 from personagate.experiments.results import condition_rates, guard_deltas
 from personagate.experiments.spec import StudySpec
 from personagate.experiments.splits import PromptSplits
-from personagate.experiments.store import Row, RunStore
+from personagate.experiments.store import RunStore
+from personagate.experiments.units import Kind, Unit, cut
+from personagate.experiments.units import Settings as UnitSettings
 from personagate.experiments.vectors import VectorMaker
 from personagate.extraction import PersonaSet, find_refusal_tokens, projections_by_layer
-from personagate.generation import generate_grid, next_token_logits_grid
 from personagate.interventions import Program
-from personagate.likelihood import continuation_logliks, mean_loglik
 from personagate.models.loading import ChatModel
 from personagate.prompts import ChatFormatter
-from personagate.scoring.coherence import CoherenceRule, label
+from personagate.scoring.coherence import CoherenceRule
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.judge import make_judge
-from personagate.scoring.phrases import is_refusal
 
 # Rows of one side-by-side batch (conditions x prompts): large enough to amortise reading the weights
 # on a CPU, small enough for the KV cache and the vocabulary logits.
 ROWS_PER_BATCH = 128
 
-# Scoring a token costs a pass through the vocabulary projection (the largest matmul of a small
-# model), so likelihoods are taken on a fixed number of tokens: a reply's first tokens (where a
-# steered model's decoding breaks down, if it does), and a fixed stretch of each neutral passage
-# after a few tokens of context.
-REPLY_TOKENS = 32
-GUARD_CONTEXT, GUARD_TOKENS = 8, 24
+# The coherence guard scores a fixed stretch of each neutral passage after a few tokens of context
+# (every scored token costs a pass through the vocabulary projection).
+GUARD_CONTEXT, GUARD_TOKENS = 8, 16
 
 
 class StudyRunner:
     """Holds the loaded model, the directions and the store for one run."""
 
-    def __init__(self, spec: StudySpec, chat: ChatModel, store: RunStore, splits: PromptSplits, progress: bool) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        chat: ChatModel,
+        store: RunStore,
+        splits: PromptSplits,
+        progress: bool,
+        executor: Executor | None = None,
+    ) -> None:
         self.spec, self.chat, self.store, self.splits, self.progress = spec, chat, store, splits, progress
+        self.executor: Executor = executor or InProcess(chat)
         self.n_layers = chat.n_layers
         self.batch = spec.generation.batch_size
         self.directions: dict[int, dict[str, Direction]] = {}
@@ -112,98 +118,53 @@ class StudyRunner:
                 position += 1
 
     def measure(self, conditions: Sequence[Condition], desc: str) -> None:
-        """Every condition on its prompt set in its mode, over-refusal where asked, and the guard."""
+        """Every condition on its prompt set in its mode, over-refusal where asked, and the guard: cut
+        into units, computed by the executor, each unit's rows committed in one transaction."""
         self.register(conditions)
+        units: list[Unit] = []
         generated = [c for c in conditions if c.mode == "generate"]
-        screened = [c for c in conditions if c.mode == "first_token"]
         for (prompt_set, system), batch in _by_prompts(generated).items():
-            self._generate(batch, prompt_set, system, desc)
+            units += self._units("generate", batch, prompt_set, system)
         for (_, system), batch in _by_prompts([c for c in generated if c.over_refusal]).items():
-            self._generate(batch, g.SAFE, system, f"{desc}: over-refusal")
+            units += self._units("generate", batch, g.SAFE, system)
+        screened = [c for c in conditions if c.mode == "first_token"]
         for (prompt_set, system), batch in _by_prompts(screened).items():
-            self._first_token(batch, prompt_set, system, desc)
-        self._guard(conditions, desc)
-
-    def _generate(self, conditions: Sequence[Condition], prompt_set: str, system: str, desc: str) -> None:
-        """Generated replies, side by side, one prompt chunk at a time; labelled, then committed."""
-        assert self.refusal_tokens is not None
-        ids = self.ids(prompt_set, system)
-        budget = self.spec.generation.max_new_tokens
-        per_batch = max(1, ROWS_PER_BATCH // self.batch)
-        work = [
-            (chunk, conditions[i : i + per_batch])
-            for chunk in _chunks(len(ids), self.batch)
-            for i in range(0, len(conditions), per_batch)
-        ]
-        for chunk, group in tqdm(work, desc=f"{desc}: {prompt_set}", disable=not self.progress, unit="batch"):
-            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
-            if not pending:
-                continue
-            programs = {c.name: c.program(self.directions[c.resample]) for c in pending}
-            out = generate_grid(
-                self.chat,
-                programs,
-                [ids[i] for i in chunk],
-                max_new_tokens=budget,
-                batch_size=len(pending) * len(chunk),
-                stop_when=is_refusal,
-                progress=False,
-                first_token=self.refusal_tokens.score,
-            )
-            replies = [(c, i, reply) for c in pending for i, reply in zip(chunk, out[c.name], strict=True)]
-            items = [(ids[i], r.tokens[:REPLY_TOKENS]) for _, i, r in replies]
-            logliks = mean_loglik(continuation_logliks(self.chat, items, batch_size=self.batch))
-            rows = []
-            for (condition, i, reply), loglik in zip(replies, logliks, strict=True):
-                refused = is_refusal(reply.text)
-                rows.append(
-                    Row(
-                        condition.name,
-                        prompt_set,
-                        i,
-                        text=reply.text,
-                        refusal=int(refused),
-                        label=label(refused, reply.text, loglik, self.rule),
-                        score=reply.first_score,
-                        loglik=loglik,
-                    )
-                )
-            if self.judge is not None:
-                texts = self.texts(prompt_set)
+            units += self._units("first_token", batch, prompt_set, system)
+        units += self._guard_units(conditions)
+        pending = [u for u in units if not self._done(u)]
+        bar = tqdm(total=len(pending), desc=desc, disable=not self.progress, unit="unit")
+        for unit, rows in self.executor.run(pending, self.directions, self.unit_settings()):
+            done = {
+                (r.condition, r.prompt_id)
+                for r in rows
+                if r.prompt_id in self.store.done_ids(r.condition, r.prompt_set)
+            }
+            rows = [r for r in rows if (r.condition, r.prompt_id) not in done]
+            if self.judge is not None and unit.kind == "generate":
+                texts = self.texts(unit.prompt_set)
                 flags = self.judge.judge([texts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
                 rows = [dataclasses.replace(r, judge=f) for r, f in zip(rows, flags, strict=True)]
             self.store.write_rows(rows)
+            bar.update()
+        bar.close()
 
-    def _first_token(self, conditions: Sequence[Condition], prompt_set: str, system: str, desc: str) -> None:
-        """First-token refusal scores, several conditions per batch so shared blocks run once per prompt."""
+    def unit_settings(self) -> UnitSettings:
         assert self.refusal_tokens is not None
-        ids = self.ids(prompt_set, system)
-        per_batch = max(1, ROWS_PER_BATCH // self.batch)
-        work = [
-            (chunk, conditions[i : i + per_batch])
-            for chunk in _chunks(len(ids), self.batch)
-            for i in range(0, len(conditions), per_batch)
-        ]
-        for chunk, group in tqdm(work, desc=f"{desc}: screening", disable=not self.progress, unit="batch"):
-            pending = [c for c in group if not set(chunk) <= self.store.done_ids(c.name, prompt_set)]
-            if not pending:
-                continue
-            programs = [c.program(self.directions[c.resample]) for c in pending]
-            logits = next_token_logits_grid(
-                self.chat, programs, [ids[i] for i in chunk], batch_size=len(pending) * len(chunk)
-            )
-            rows = []
-            for condition, values in zip(pending, logits, strict=True):
-                scores = self.refusal_tokens.score(values).tolist()
-                rows += [
-                    Row(condition.name, prompt_set, i, refusal=int(s > 0), score=float(s))
-                    for i, s in zip(chunk, scores, strict=True)
-                ]
-            self.store.write_rows(rows)
+        return UnitSettings(
+            max_new_tokens=self.spec.generation.max_new_tokens,
+            batch_size=self.batch,
+            refusal_token_ids=tuple(self.refusal_tokens.ids),
+            rule=self.rule,
+        )
 
-    def _guard(self, conditions: Sequence[Condition], desc: str) -> None:
-        """The likelihood of the neutral passages under each distinct program (once per description and
-        resample), several programs side by side."""
+    def _units(self, kind: Kind, conditions: Sequence[Condition], prompt_set: str, system: str) -> list[Unit]:
+        ids = self.ids(prompt_set, system)
+        items = [(i, tuple(tokens), ()) for i, tokens in enumerate(ids)]
+        programs = [(c.name, c.resample, c.ops.to_table()) for c in conditions]
+        return cut(kind, prompt_set, programs, items, self.batch, ROWS_PER_BATCH)
+
+    def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:
+        """One guard per distinct program (description and resample): conditions sharing a program share it."""
         guarded = {
             (c["description"], c["resample"])
             for c in self.store.conditions()
@@ -214,22 +175,13 @@ class StudyRunner:
             key = (c.describe(self.n_layers), c.resample)
             if c.guard and key not in guarded and key not in todo:
                 todo[key] = c
-        items = self.neutral_items()
-        pending = list(todo.values())
-        per_batch = max(1, ROWS_PER_BATCH // max(len(items), 1))
-        groups_ = [pending[i : i + per_batch] for i in range(0, len(pending), per_batch)]
-        for group in tqdm(groups_, desc=f"{desc}: coherence guard", disable=not self.progress, unit="batch"):
-            programs = [c.program(self.directions[c.resample]) for c in group]
-            flat = [item for _ in group for item in items]
-            rows_of = [k for k in range(len(group)) for _ in items]
-            values = mean_loglik(
-                continuation_logliks(self.chat, flat, programs=programs, row_programs=rows_of, batch_size=self.batch)
-            )
-            self.store.write_rows(
-                Row(c.name, g.NEUTRAL, i, loglik=values[k * len(items) + i])
-                for k, c in enumerate(group)
-                for i in range(len(items))
-            )
+        items = [(i, tuple(context), tuple(scored)) for i, (context, scored) in enumerate(self.neutral_items())]
+        programs = [(c.name, c.resample, c.ops.to_table()) for c in todo.values()]
+        return cut("guard", g.NEUTRAL, programs, items, len(items), ROWS_PER_BATCH) if items else []
+
+    def _done(self, unit: Unit) -> bool:
+        wanted = {i for i, _, _ in unit.items}
+        return all(wanted <= self.store.done_ids(name, unit.prompt_set) for name, _, _ in unit.programs)
 
     # --- stages -----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from personagate import checks
 from personagate.errors import PersonagateError
-from personagate.experiments.groups import Mode
+from personagate.experiments.groups import HEADLINE_ROLES, Mode
 from personagate.interventions.windows import Window
 
 if sys.version_info >= (3, 11):
@@ -30,12 +30,16 @@ else:  # pragma: no cover
 # Overrides applied by --quick: every arm of the protocol, with fewer prompts, seeds, layers and
 # resamples (its verdicts say when they are underpowered).
 QUICK: dict[str, dict[str, Any]] = {
-    "prompts": {"n_val": 8, "n_test": 16, "n_train": 24, "n_safe": 4, "n_neutral": 6},
+    "prompts": {"n_val": 8, "n_test": 16, "n_train": 24, "n_safe": 4, "n_neutral": 4},
     "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
     "persona": {"coeffs": [4.0, 8.0], "random_adds": [0]},
     "reintroduce": {"coeffs": [0.5, 2.0], "layer_stride": 6},
     "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 3},
-    "generation": {"max_new_tokens": 32, "refusal_token_prompts": 12},
+    "generation": {
+        "max_new_tokens": 32,
+        "refusal_token_prompts": 12,
+        "generate_roles": ["baseline", "persona", "natural", "persona_late_window"],
+    },
 }
 
 # Named protocols: the default (v2) and the first protocol's design (v1), as overrides of the default.
@@ -117,6 +121,7 @@ class WindowsSection:
 class GenerationSection:
     main: Mode
     sweep: Mode
+    generate_roles: list[str] = field(metadata={"unique": True})
     max_new_tokens: int = field(metadata=POSITIVE)
     batch_size: int = field(metadata=POSITIVE)
     refusal_token_prompts: int = field(metadata=POSITIVE)
@@ -272,6 +277,11 @@ class StudySpec:
                 raise PersonagateError(f"scoring.{key} is a share of the reply; give a value in (0, 1]")
         if not self.verdicts.alpha < 0.5 or self.verdicts.max_incoherent > 1:
             raise PersonagateError("verdicts.alpha must be below 0.5 and verdicts.max_incoherent at most 1")
+        for role in self.generation.generate_roles:
+            if role not in HEADLINE_ROLES:
+                raise PersonagateError(
+                    f"generation.generate_roles: unknown role {role!r}; use some of {', '.join(HEADLINE_ROLES)}"
+                )
         if self.scoring.judge == "openai":
             from personagate.scoring.judge import check_endpoint_url
 

@@ -46,14 +46,29 @@ def prompts_fingerprint(spec: StudySpec) -> str:
     return hashlib.sha256(json.dumps(sets, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, progress: bool = True) -> Path:
+def run_study(
+    spec: StudySpec,
+    out: str | Path,
+    *,
+    model: str | None = None,
+    progress: bool = True,
+    workers: int = 0,
+    ray_address: str | None = None,
+    gpus_per_worker: float = 0.0,
+) -> Path:
     """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
 
     Every check that needs no weights runs first (spec, prompts, layer count, the output folder, and,
     for a resumed run, that it is the same study); the weights' fingerprint is checked once loaded.
-    The HTML report is the next module's job (``personagate.report.rebuild(out)``; the CLI does both).
+    With ``workers`` the measurements go to a pool of Ray actors (one model replica each; this
+    process keeps the store and makes the directions). The HTML report is the next module's job
+    (``personagate.report.rebuild(out)``; the CLI does both).
     """
     model_id, _, splits = prepare(spec, model)
+    if workers:
+        from personagate.experiments.ray_pool import import_ray
+
+        import_ray()  # a missing extra is one line, before anything loads
     out = Path(out)
     check_output_dir(out)
     manifest: dict[str, Any] = {
@@ -62,6 +77,7 @@ def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, pro
         "prompts_sha256": prompts_fingerprint(spec),
     }
     store: RunStore | None = None
+    executor: Any = None
     try:
         if (out / "run.sqlite").exists():  # a resume: refuse a different study before spending a model load
             store = RunStore(out)
@@ -95,10 +111,24 @@ def run_study(spec: StudySpec, out: str | Path, *, model: str | None = None, pro
         resumed = store.start(manifest, IDENTITY)
         if resumed and progress:
             print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
-        StudyRunner(spec, chat, store, splits, progress).run()
+        if workers:
+            from personagate.experiments.ray_pool import PoolConfig, RayPool
+
+            config = PoolConfig(
+                model_id,
+                spec.model.device,
+                spec.model.dtype,
+                workers,
+                ray_address,
+                gpus_per_worker,
+            )
+            executor = RayPool(config)
+        StudyRunner(spec, chat, store, splits, progress, executor).run()
         store.set_fact("seconds_last_session", time.perf_counter() - started)
         export(store)
     finally:
+        if executor is not None:
+            executor.close()
         if store is not None:
             store.close()
     return out

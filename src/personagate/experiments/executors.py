@@ -1,0 +1,40 @@
+"""Who computes the work units: this process (the default), or a pool of Ray actors (``--workers``).
+
+An executor takes units and yields ``(unit, rows)`` as each finishes; the driver writes the rows.
+The in-process executor is a loop; the Ray one lives in ``personagate.experiments.ray_pool`` and is
+imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from personagate.directions import Direction
+from personagate.experiments.store import Row
+from personagate.experiments.units import Settings, Unit, compute
+from personagate.models.loading import ChatModel
+
+
+class Executor(Protocol):
+    def run(
+        self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
+    ) -> Iterator[tuple[Unit, list[Row]]]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """Computes every unit here, in order, with the driver's model."""
+
+    def __init__(self, chat: ChatModel) -> None:
+        self.chat = chat
+
+    def run(
+        self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
+    ) -> Iterator[tuple[Unit, list[Row]]]:
+        for unit in units:
+            yield unit, compute(self.chat, directions, unit, settings)
+
+    def close(self) -> None:
+        pass

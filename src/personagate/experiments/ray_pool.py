@@ -1,0 +1,146 @@
+"""A Ray actor pool computing work units: one actor per model replica, each loading the model once.
+
+The driver keeps the run store and is its only writer; actors only compute. Directions travel as
+safetensors bytes (put in Ray's object store once per set), never as pickled tensors or objects of
+ours. A unit whose actor dies (killed, out of memory) or fails is sent again to another actor, up to
+``retries`` times, then the run stops with a one-line error naming the unit; Ray restarts a dead
+actor, which loads the model again.
+
+Ray is an optional extra (``pip install 'personagate[ray]'``) and is imported only here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from personagate.directions import Direction
+from personagate.errors import PersonagateError
+from personagate.experiments.store import Row
+from personagate.experiments.units import Settings, Unit, compute
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise PersonagateError("--workers needs Ray: pip install 'personagate[ray]'") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    workers: int = 2
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    retries: int = 2
+    max_restarts: int = 2
+
+
+class Worker:
+    """The actor: a loaded model and the directions it was last sent."""
+
+    def __init__(self, model: str, device: str, dtype: str) -> None:
+        import os
+
+        from personagate.models.loading import load_model
+
+        self.pid = os.getpid()
+        self.chat = load_model(model, device=device, dtype=dtype)
+        self.key: str | None = None
+        self.directions: dict[int, dict[str, Direction]] = {}
+
+    def process_id(self) -> int:
+        return self.pid
+
+    def compute(self, unit: Unit, settings: Settings, key: str, directions: dict[int, dict[str, bytes]]) -> list[dict]:
+        if key != self.key:  # a new set of directions: decode it once
+            self.directions = {r: {k: Direction.from_bytes(v) for k, v in d.items()} for r, d in directions.items()}
+            self.key = key
+        return [row.__dict__ for row in compute(self.chat, self.directions, unit, settings)]
+
+
+class RayPool:
+    """The executor behind ``--workers N``."""
+
+    def __init__(self, config: PoolConfig) -> None:
+        ray = import_ray()
+        self.ray, self.config = ray, config
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": config.address} if config.address else {}
+            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
+        remote = ray.remote(
+            num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, max_restarts=config.max_restarts
+        )(Worker)
+        self.actors = [remote.remote(config.model, config.device, config.dtype) for _ in range(config.workers)]
+        self._shipped: tuple[str, Any] | None = None
+
+    def pids(self) -> list[int]:
+        return list(self.ray.get([a.process_id.remote() for a in self.actors]))
+
+    def _ship(self, directions: dict[int, dict[str, Direction]]) -> tuple[str, Any]:
+        """The directions as safetensors bytes in Ray's object store, once per distinct set."""
+        payload = {r: {k: d.to_bytes() for k, d in sorted(ds.items())} for r, ds in directions.items()}
+        digest = hashlib.sha256()
+        for r in sorted(payload):
+            for k, data in payload[r].items():
+                digest.update(f"{r}/{k}".encode())
+                digest.update(data)
+        key = digest.hexdigest()
+        if self._shipped is None or self._shipped[0] != key:
+            self._shipped = (key, self.ray.put(payload))
+        return self._shipped
+
+    def run(
+        self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
+    ) -> Iterator[tuple[Unit, list[Row]]]:
+        """Each actor holds one unit at a time; a finished unit is yielded at once and its actor takes the next."""
+        ray = self.ray
+        key, payload = self._ship(directions)
+        queue = list(units)
+        attempts: dict[int, int] = {}
+        running: dict[Any, tuple[int, Any]] = {}  # object ref -> (unit index, actor)
+        avoid: dict[int, set[int]] = {}  # unit index -> actors it failed on
+        idle = list(range(len(self.actors)))
+        pending = list(range(len(queue)))
+        while pending or running:
+            while pending and idle:
+                index = pending[0]
+                choice = next((a for a in idle if a not in avoid.get(index, set())), idle[0])
+                idle.remove(choice)
+                pending.pop(0)
+                ref = self.actors[choice].compute.remote(queue[index], settings, key, payload)
+                running[ref] = (index, choice)
+            done, _ = ray.wait(list(running), num_returns=1)
+            ref = done[0]
+            index, actor = running.pop(ref)
+            idle.append(actor)
+            try:
+                rows = [Row(**row) for row in ray.get(ref)]
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.RayTaskError,
+                ray.exceptions.WorkerCrashedError,
+            ) as exc:
+                attempts[index] = attempts.get(index, 0) + 1
+                avoid.setdefault(index, set()).add(actor)
+                if attempts[index] > self.config.retries:
+                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    raise PersonagateError(
+                        f"work unit '{queue[index].label}' failed {attempts[index]} times ({reason}); "
+                        "re-run the same command to resume"
+                    ) from None
+                pending.insert(0, index)
+                continue
+            yield queue[index], rows
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
