@@ -196,7 +196,7 @@ def test_spec_errors_fail_before_any_model_is_loaded(study_dir, tmp_path, capsys
 
 def test_quick_profile_and_builtin_spec_load():
     spec = StudySpec.load(quick=True)
-    assert spec.generation.main == "generate" and spec.prompts.n_test == 16
+    assert spec.generation.main == "generate" and spec.prompts.n_test == 12
     with pytest.raises(PersonagateError, match="no such spec file"):
         StudySpec.load("nope.toml")
 

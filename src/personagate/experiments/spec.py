@@ -30,7 +30,7 @@ else:  # pragma: no cover
 # Overrides applied by --quick: every arm of the protocol, with fewer prompts, seeds, layers and
 # resamples (its verdicts say when they are underpowered).
 QUICK: dict[str, dict[str, Any]] = {
-    "prompts": {"n_val": 8, "n_test": 16, "n_train": 24, "n_safe": 4, "n_neutral": 4},
+    "prompts": {"n_val": 8, "n_test": 12, "n_train": 24, "n_safe": 4, "n_neutral": 4},
     "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
     "persona": {"coeffs": [4.0, 8.0], "random_adds": [0]},
     "reintroduce": {"coeffs": [0.5, 2.0], "layer_stride": 6},
