@@ -1,8 +1,11 @@
 """Decode throughput on a GPU for a Qwen2.5-7B-Instruct-shaped model (random weights, bf16, no download),
-with and without intervention programs, against the memory-bandwidth floor.
+with and without intervention programs, against the memory-bandwidth floor, on two paths side by side
+in the same run: ``eager`` (hooks over a dynamic KV cache, one kernel launch after another) and
+``static`` (a static KV cache and fixed steering buffers, each decode step captured once as a CUDA
+graph by ``torch.compile(mode="reduce-overhead")`` and replayed).
 
-    python benchmarks/gpu.py                 # on a CUDA machine, about 3 minutes
-    python benchmarks/gpu.py --tiny --device cpu   # a smoke test of the script itself
+    python benchmarks/gpu.py                 # on a CUDA machine, about 5 minutes
+    python benchmarks/gpu.py --tiny --device cpu --repeats 1   # a smoke test of the script itself
 
 The floor per decode step is the weight bytes divided by the measured device copy bandwidth (bytes
 read + written per second): a batch-1 decode cannot run faster than streaming every weight once.
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 from personagate import Ablate, Add, ChatModel, Direction, Program, Window, generate
+from personagate.static_decode import StaticDecoder
 
 from tiny import byte_tokenizer
 
@@ -72,10 +76,16 @@ def copy_bandwidth(device: torch.device, n_bytes: int) -> float:
     return 2 * src.numel() * src.element_size() / statistics.median(times)
 
 
-def timed_generate(chat: ChatModel, prompts: list[list[int]], steps: int, program: Program | None) -> float:
+def timed_generate(
+    chat: ChatModel, prompts: list[list[int]], steps: int, program: Program | None, static: StaticDecoder | None = None
+) -> float:
+    """Wall time of prefill + ``steps`` tokens: the eager path, or the static (CUDA-graph) one."""
     sync(chat.device)
     start = time.perf_counter()
-    out = generate(chat, prompts, program=program, max_new_tokens=steps, batch_size=len(prompts), progress=False)
+    if static is None:
+        out = generate(chat, prompts, program=program, max_new_tokens=steps, batch_size=len(prompts), progress=False)
+    else:
+        out = static.generate(prompts, program or Program(), max_new_tokens=steps, stop_at_eos=False)
     sync(chat.device)
     assert all(len(c.tokens) == steps for c in out), "a row stopped early; the random model emitted EOS"
     return time.perf_counter() - start
@@ -90,6 +100,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--paths", default="eager,static", help="eager (hooks + dynamic cache), static (CUDA graphs)")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -126,34 +137,42 @@ def main() -> None:
         f"weights {weight_bytes / 1e9:.2f} GB, copy bandwidth {bandwidth / 1e12:.2f} TB/s, "
         f"floor {floor_s * 1e3:.2f} ms per decode step"
     )
-    print(f"{'batch':>5} {'program':>18} {'ms/step':>8} {'tok/s':>9} {'x floor':>8} {'vs none':>8}")
+    print(f"{'batch':>5} {'path':>6} {'program':>18} {'ms/step':>8} {'tok/s':>9} {'x floor':>8} {'vs none':>8}")
+    paths = args.paths.split(",")
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = [
             torch.randint(300, config.vocab_size, (args.prompt_tokens,), generator=g).tolist() for _ in range(batch)
         ]
-        for program in programs.values():  # warm-up, every program once
-            timed_generate(chat, prompts, 4, program)
-        decode: dict[str, list[float]] = {name: [] for name in programs}
-        for _ in range(args.repeats):  # interleaved: none, add, ablate, ..., none, add, ...
-            for name, program in programs.items():  # decode = (prefill + N steps) - (prefill + 1 step)
-                full = timed_generate(chat, prompts, args.steps + 1, program)
-                prefill = timed_generate(chat, prompts, 1, program)
-                decode[name].append((full - prefill) / args.steps)
-        per_step = {name: statistics.median(values) for name, values in decode.items()}
-        for name in programs:
-            ratio = per_step[name] / per_step["none"]
+        # one static decoder per program layout (each captures its own graph), made once and warmed up
+        decoders = {
+            name: StaticDecoder(chat, max_batch=batch, max_len=args.prompt_tokens + args.steps + 8) for name in programs
+        }
+        runs = [(path, name) for path in paths for name in programs]
+        for path, name in runs:  # warm-up (and capture), every path and program once
+            timed_generate(chat, prompts, 4, programs[name], decoders[name] if path == "static" else None)
+        decode: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+        for _ in range(args.repeats):  # interleaved: every (path, program) once per repeat
+            for path, name in runs:  # decode = (prefill + N steps) - (prefill + 1 step)
+                static = decoders[name] if path == "static" else None
+                full = timed_generate(chat, prompts, args.steps + 1, programs[name], static)
+                prefill = timed_generate(chat, prompts, 1, programs[name], static)
+                decode[(path, name)].append((full - prefill) / args.steps)
+        per_step = {run: statistics.median(values) for run, values in decode.items()}
+        for path, name in runs:
+            ratio = per_step[(path, name)] / per_step[(path, "none")]
             row = {
                 "batch": batch,
+                "path": path,
                 "program": name,
-                "ms_per_step": per_step[name] * 1e3,
-                "tokens_per_s": batch / per_step[name],
-                "x_floor": per_step[name] / floor_s,
+                "ms_per_step": per_step[(path, name)] * 1e3,
+                "tokens_per_s": batch / per_step[(path, name)],
+                "x_floor": per_step[(path, name)] / floor_s,
                 "vs_none": ratio,
-                "spread_ms": [round(v * 1e3, 2) for v in sorted(decode[name])],
+                "spread_ms": [round(v * 1e3, 2) for v in sorted(decode[(path, name)])],
             }
             results["rows"].append(row)
             print(
-                f"{batch:>5} {name:>18} {row['ms_per_step']:>8.2f} {row['tokens_per_s']:>9.0f} "
+                f"{batch:>5} {path:>6} {name:>18} {row['ms_per_step']:>8.2f} {row['tokens_per_s']:>9.0f} "
                 f"{row['x_floor']:>8.2f} {ratio:>8.3f}",
                 flush=True,
             )

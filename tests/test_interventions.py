@@ -246,3 +246,27 @@ def test_ablate_in_bfloat16_leaves_only_rounding_along_the_direction():
     for layer in (1, 2):
         h = hs[layer].float()
         assert (h @ d.unit_at(layer)).abs().max() / h.norm(dim=-1).max() < 2e-2
+
+
+def test_vectors_go_to_the_device_of_each_sites_module(qwen):
+    """With a model spread over devices (device_map="auto"), each hook's module computes on its own
+    device; the edits must be placed there. Faked here with accelerate's hook attribute."""
+    from types import SimpleNamespace
+
+    from personagate.interventions.steering import site_devices
+
+    blocks = qwen.adapter.get_blocks(qwen.model)
+    for index in (2, 3):
+        blocks[index]._hf_hook = SimpleNamespace(execution_device=1)  # blocks 2-3 on cuda:1
+        blocks[index].self_attn._hf_hook = SimpleNamespace(execution_device="cuda:1")
+    try:
+        sites = {("resid_pre", 0), ("resid_pre", 3), ("resid_pre", 4 - 1), ("attn_out", 2), ("mlp_out", 1)}
+        devices = site_devices(qwen.adapter, blocks, sites)
+    finally:
+        for index in (2, 3):
+            del blocks[index]._hf_hook
+            del blocks[index].self_attn._hf_hook
+    assert devices[("resid_pre", 0)] == torch.device("cpu")
+    assert devices[("resid_pre", 3)] == torch.device("cuda", 1)  # the output of block 2
+    assert devices[("attn_out", 2)] == torch.device("cuda:1")
+    assert devices[("mlp_out", 1)] == torch.device("cpu")

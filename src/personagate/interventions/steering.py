@@ -60,13 +60,14 @@ class Steering:
         if self._rows is not None:
             self._rows = self._rows[index]
 
-    def row_mask(self, program: int, dtype: torch.dtype) -> torch.Tensor | None:
+    def row_mask(self, program: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor | None:
         """``[B, 1, 1]``: 1 for rows running ``program``; None when every row runs it."""
         if self.n_programs == 1:
             return None
         if self._rows is None:
             raise PersonagateError("steering several programs: set the rows' programs (set_rows) before a forward pass")
-        return (self._rows == program).to(dtype).view(-1, 1, 1)
+        rows = self._rows if device is None or self._rows.device == device else self._rows.to(device)
+        return (rows == program).to(dtype).view(-1, 1, 1)
 
     # --- positions --------------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ def apply_edits(hidden: torch.Tensor, edits: list[RowEdit], steering: Steering) 
     masks: dict[str, torch.Tensor] = {}
     for program, edit in edits:
         vector = edit.cast(hidden.dtype)
-        weight = steering.row_mask(program, hidden.dtype)
+        weight = steering.row_mask(program, hidden.dtype, hidden.device)
         if edit.scope != "all":
             if edit.scope not in masks:
                 masks[edit.scope] = steering.scope_mask(edit.scope, hidden.shape[-2], hidden.device)
@@ -189,13 +190,14 @@ def steer(
     module, adapter = _unwrap(model, adapter)
     blocks = adapter.get_blocks(module)
     n_layers, hidden = len(blocks), int(module.config.hidden_size)
-    device = next(module.parameters()).device
     model_hash = config_hash(module.config)
-    plans = [compile_program(p, n_layers, hidden, device, model_hash=model_hash, force=force) for p in programs]
+    cpu = torch.device("cpu")
+    plans = [compile_program(p, n_layers, hidden, cpu, model_hash=model_hash, force=force) for p in programs]
+    devices = site_devices(adapter, blocks, {site for plan in plans for site in plan.sites})
     sites: dict[Site, list[RowEdit]] = {}
     for index, plan in enumerate(plans):
-        for site, edits in plan.sites.items():
-            sites.setdefault(site, []).extend((index, edit) for edit in edits)
+        for site, edits in plan.sites.items():  # each vector on the device of the module its hook sits on
+            sites.setdefault(site, []).extend((index, edit.to(devices[site])) for edit in edits)
     divergence = divergence_matrix(plans, n_layers) if len(plans) > 1 else [[n_layers + 1]]
     steering = Steering(len(plans), divergence)
     handles: list[RemovableHandle] = []
@@ -205,6 +207,31 @@ def steer(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module computes: accelerate's execution device when the model was dispatched over several
+    devices (``device_map``), else where its parameters live."""
+    hook = getattr(module, "_hf_hook", None)
+    execution = getattr(hook, "execution_device", None)
+    if execution is not None:
+        return torch.device(execution) if not isinstance(execution, int) else torch.device("cuda", execution)
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def site_devices(adapter: ArchitectureAdapter, blocks: nn.ModuleList, sites: set[Site]) -> dict[Site, torch.device]:
+    """The device of each site's hook module: block 0's input for ``resid_pre[0]``, block ``l-1``'s
+    output for ``resid_pre[l]``, block ``l``'s attention or MLP output module otherwise."""
+    out = {}
+    for kind, layer in sites:
+        if kind == "resid_pre":
+            module = blocks[max(layer - 1, 0)]
+        else:
+            block = blocks[layer]
+            module = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
+        out[(kind, layer)] = module_device(module)
+    return out
 
 
 def _register(
