@@ -39,6 +39,9 @@ from personagate.scoring.judge import make_judge
 # Rows of one side-by-side batch (conditions x prompts): large enough to amortise reading the weights
 # on a CPU, small enough for the KV cache and the vocabulary logits.
 ROWS_PER_BATCH = 128
+# A screening unit holds few prompts and many conditions: neighbouring conditions (the random seeds of
+# one window) share every block before the window, which the prefill then runs once for all of them.
+SCREEN_PROMPTS = 4
 
 # The coherence guard scores a fixed stretch of each neutral passage after a few tokens of context
 # (every scored token costs a pass through the vocabulary projection).
@@ -161,7 +164,8 @@ class StudyRunner:
         ids = self.ids(prompt_set, system)
         items = [(i, tuple(tokens), ()) for i, tokens in enumerate(ids)]
         programs = [(c.name, c.resample, c.ops.to_table()) for c in conditions]
-        return cut(kind, prompt_set, programs, items, self.batch, ROWS_PER_BATCH)
+        prompts = min(SCREEN_PROMPTS, self.batch) if kind == "first_token" else self.batch
+        return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH)
 
     def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:
         """One guard per distinct program (description and resample): conditions sharing a program share it."""

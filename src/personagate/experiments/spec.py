@@ -79,6 +79,7 @@ class DirectionsSection:
     persona: str
     refusal_positions: int = field(metadata=POSITIVE)
     refusal_layer_stride: int = field(metadata=POSITIVE)
+    refusal_val_prompts: int = field(metadata=POSITIVE)
     refusal_max_kl: float = field(metadata={"positive": True})
     persona_questions: int = field(metadata=POSITIVE)
     persona_against: Literal["default", "contrast"]

@@ -131,7 +131,7 @@ class VectorMaker:
                 max_kl=settings.refusal_max_kl,
                 positions=settings.refusal_positions,
                 layer_stride=settings.refusal_layer_stride,
-                n_val=len(self.splits.harmful_val),
+                n_val=min(settings.refusal_val_prompts, len(self.splits.harmful_val)),
             )
             found = refusal_direction(
                 self.chat,
