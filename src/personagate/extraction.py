@@ -9,45 +9,40 @@ This sits after ``scoring`` in the data flow (it scores candidates under interve
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from personagate._version import __version__
-from personagate.activations import last_token_activations, mean_activations, tail_activations
+from personagate.activations import last_token_activations, tail_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.generation import generate, next_token_logits, next_token_logits_grid
 from personagate.interventions import Ablate, Add, Program, Window, steer
 from personagate.models.loading import ChatModel
+from personagate.persona_directions import PersonaPositions, PersonaSet, persona_direction
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
+from personagate.provenance import prompt_set_hash, provenance
 from personagate.scoring.first_token import RefusalTokens, derive_refusal_tokens
 from personagate.scoring.phrases import refusal_flags
 
+__all__ = [  # the persona direction lives in persona_directions; imported here for existing callers
+    "PersonaPositions",
+    "PersonaSet",
+    "RefusalResult",
+    "RefusalSelection",
+    "find_refusal_tokens",
+    "persona_direction",
+    "projections_by_layer",
+    "refusal_direction",
+    "refusal_direction_at",
+]
+
 # Refusal-direction candidates scored side by side per batch (rows = this x the validation prompts).
 CANDIDATES_PER_BATCH = 8
-
-
-def prompt_set_hash(prompts: Sequence[str]) -> str:
-    return hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()[:16]
-
-
-def _provenance(chat: ChatModel, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": chat.name,
-        "config_hash": chat.config_hash(),
-        "n_layers": chat.n_layers,
-        "hidden_size": chat.hidden_size,
-        "package_version": __version__,
-        **extra,
-    }
 
 
 def first_token_kl(base_logits: torch.Tensor, other_logits: torch.Tensor) -> torch.Tensor:
@@ -194,7 +189,7 @@ def refusal_direction(
             "loosen RefusalSelection or use more prompts"
         )
     best = min(kept, key=lambda c: c["bypass"])
-    meta = _provenance(
+    meta = provenance(
         chat,
         method="diff-in-means/arditi-selection",
         position=best["position"],
@@ -241,7 +236,7 @@ def refusal_direction_at(
     re-extracts without choosing again."""
     fmt = ChatFormatter(chat.tokenizer, system)
     means = train_means(chat, fmt, harmful_train, harmless_train, -position, refusal_tokens, batch_size, progress)
-    meta = _provenance(
+    meta = provenance(
         chat,
         method="diff-in-means per layer at a given position",
         position=position,
@@ -309,116 +304,6 @@ def train_means(
 
 def _system_label(system: SystemPrompt) -> str | None:
     return "model-default" if system is MODEL_DEFAULT else system  # type: ignore[return-value]
-
-
-# --- persona direction ----------------------------------------------------------------------------
-
-PersonaPositions = Literal["last", "post_instruction", "response"]
-
-
-@dataclass
-class PersonaSet:
-    """System prompts: ``compliant`` personas, cautious ``contrast`` ones, non-compliant ``styles``
-    (specificity controls), and the neutral ``questions`` asked under each."""
-
-    compliant: list[str]
-    contrast: list[str]
-    questions: list[str]
-    styles: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def builtin(cls) -> PersonaSet:
-        data = json.loads(resources.files("personagate").joinpath("data/personas.json").read_text())
-        return cls(data["compliant"], data["contrast"], data["questions"], dict(data.get("styles", {})))
-
-    @classmethod
-    def load(cls, path: str | Path) -> PersonaSet:
-        """A JSON file with ``compliant`` and ``questions`` lists (and optionally ``contrast``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise PersonagateError(f"no such persona file: {path}")
-        try:
-            data = json.loads(path.read_text())
-            return cls(list(data["compliant"]), list(data.get("contrast", [])), list(data["questions"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PersonagateError(f"{path}: a persona file needs 'compliant' and 'questions' lists ({exc})") from None
-
-
-def _persona_mean(
-    chat: ChatModel,
-    systems: Sequence[SystemPrompt],
-    questions: Sequence[str],
-    positions: PersonaPositions,
-    max_new_tokens: int,
-    batch_size: int,
-    progress: bool,
-    desc: str,
-) -> torch.Tensor:
-    sums = torch.zeros((chat.n_layers, chat.hidden_size), dtype=torch.float64)
-    count = 0
-    for system in systems:
-        fmt = ChatFormatter(chat.tokenizer, system)
-        ids = [fmt.encode(q) for q in questions]
-        if positions == "response":
-            replies = generate(chat, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
-            full = [p + c.tokens for p, c in zip(ids, replies, strict=True) if c.tokens]
-            spans = [(len(p), len(p) + len(c.tokens)) for p, c in zip(ids, replies, strict=True) if c.tokens]
-            means = mean_activations(
-                chat, full, positions="spans", spans=spans, batch_size=batch_size, progress=progress, desc=desc
-            )
-        else:
-            means = mean_activations(
-                chat,
-                ids,
-                positions=positions,
-                post_instruction=fmt.post_instruction_length,
-                batch_size=batch_size,
-                progress=progress,
-                desc=desc,
-            )
-        sums += means.sums
-        count += means.count
-    return (sums / count).to(torch.float32)
-
-
-def persona_direction(
-    chat: ChatModel,
-    personas: PersonaSet | None = None,
-    *,
-    against: Literal["default", "contrast"] = "default",
-    positions: PersonaPositions = "last",
-    max_new_tokens: int = 32,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> Direction:
-    """Mean resid_pre under compliant system prompts minus under the model's default persona (or the
-    cautious contrast personas), over the same harmless questions, at every layer."""
-    personas = personas or PersonaSet.builtin()
-    if against == "contrast" and not personas.contrast:
-        raise PersonagateError("against='contrast' needs contrast personas in the persona set")
-    base_systems: list[SystemPrompt] = [MODEL_DEFAULT] if against == "default" else list(personas.contrast)
-    compliant = _persona_mean(
-        chat,
-        personas.compliant,
-        personas.questions,
-        positions,
-        max_new_tokens,
-        batch_size,
-        progress,
-        "compliant personas",
-    )
-    baseline = _persona_mean(
-        chat, base_systems, personas.questions, positions, max_new_tokens, batch_size, progress, f"{against} persona"
-    )
-    meta = _provenance(
-        chat,
-        method=f"system-prompt contrast vs {against}",
-        positions=positions,
-        data_hash=prompt_set_hash([*personas.compliant, *personas.contrast, *personas.questions]),
-        n_questions=len(personas.questions),
-        n_personas=len(personas.compliant),
-    )
-    return Direction(compliant - baseline, name="persona", meta=meta)
 
 
 # --- readout --------------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""The sections of a study spec as frozen dataclasses, and the strict checks that build them from TOML.
+
+A value is checked against its field's type (a bool is not a number, numbers are finite, a block
+count is an int and a depth fraction a float) and its metadata (at least 1, positive, unique...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from personagate import checks
+from personagate.errors import PersonagateError
+from personagate.experiments.groups import Mode
+
+POSITIVE = {"minimum": 1}  # field metadata: an integer of at least 1
+NON_NEGATIVE = {"minimum": 0}
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+FRACTION = {"positive": True}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    id: str = field(metadata={"nonempty": True})
+    dtype: str = field(metadata={"choices": DTYPES})
+    device: str
+
+
+@dataclass(frozen=True)
+class PromptsSection:
+    harmful: str = field(metadata={"nonempty": True})
+    harmless: str = field(metadata={"nonempty": True})
+    safe: str = field(metadata={"nonempty": True})
+    neutral: str = field(metadata={"nonempty": True})
+    field: str
+    max_chars: int = field(metadata=POSITIVE)
+    n_val: int = field(metadata=POSITIVE)
+    n_test: int = field(metadata=POSITIVE)
+    n_train: int = field(metadata=POSITIVE)
+    n_safe: int = field(metadata=POSITIVE)
+    n_neutral: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class DirectionsSection:
+    refusal: str
+    persona: str
+    refusal_positions: int = field(metadata=POSITIVE)
+    refusal_layer_stride: int = field(metadata=POSITIVE)
+    refusal_val_prompts: int = field(metadata=POSITIVE)
+    refusal_max_kl: float = field(metadata={"positive": True})
+    persona_questions: int = field(metadata=POSITIVE)
+    persona_against: Literal["default", "contrast"]
+    refusal_tokens: list[str]
+    resamples: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
+
+
+@dataclass(frozen=True)
+class PersonaSection:
+    layer: int | float
+    coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    styles: bool
+    random_adds: list[int] = field(metadata={"unique": True, "minimum": 0})
+
+
+@dataclass(frozen=True)
+class ReintroduceSection:
+    dose: Literal["mean_diff", "residual_norm", "selected_raw"]
+    coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    layer_stride: int = field(metadata=POSITIVE)
+    early: str
+    late: str
+
+
+@dataclass(frozen=True)
+class WindowsSection:
+    placement: Literal["downstream", "absolute"]
+    width: int | float = field(metadata=FRACTION)
+    stride: int | float = field(metadata=FRACTION)
+    late: str
+    contain_injection: bool
+    random: Literal["matched", "orthogonal"]
+    random_seeds: int = field(metadata=NON_NEGATIVE)
+    natural: bool
+    mediation: bool
+    positive_control: bool
+
+
+@dataclass(frozen=True)
+class GenerationSection:
+    main: Mode
+    sweep: Mode
+    generate_roles: list[str] = field(metadata={"unique": True})
+    max_new_tokens: int = field(metadata=POSITIVE)
+    batch_size: int = field(metadata=POSITIVE)
+    refusal_token_prompts: int = field(metadata=POSITIVE)
+    seed: int = field(metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class ScoringSection:
+    judge: Literal["", "openai", "classifier"]
+    judge_url: str
+    judge_model: str
+    judge_key_env: str
+    min_loglik: float
+    max_repetition: float = field(metadata={"positive": True})
+    max_nonlanguage: float = field(metadata={"positive": True})
+    max_nll_delta: float = field(metadata={"positive": True})
+
+
+@dataclass(frozen=True)
+class VerdictsSection:
+    alpha: float = field(metadata={"positive": True})
+    margin: float = field(metadata={"positive": True})
+    min_n: int = field(metadata=POSITIVE)
+    max_incoherent: float = field(metadata={"positive": True})
+    bootstrap: int = field(metadata=POSITIVE)
+    seed: int = field(metadata=NON_NEGATIVE)
+
+
+RULES = ("decrease", "equivalent", "late_not_early", "exceeds_null")
+_RULE_KEYS = {
+    "decrease": ("treated", "reference"),
+    "equivalent": ("treated", "reference"),
+    "late_not_early": ("family", "reference"),
+    "exceeds_null": ("treated", "null", "baseline"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim of the paper as a rule the run computes: which roles, which statistic (see ``verdicts``)."""
+
+    id: str
+    claim: str
+    rule: Literal["decrease", "equivalent", "late_not_early", "exceeds_null"]
+    treated: str = ""
+    reference: str = ""
+    family: str = ""
+    null: str = ""
+    baseline: str = ""
+    requires: str = ""
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "prompts": PromptsSection,
+    "directions": DirectionsSection,
+    "persona": PersonaSection,
+    "reintroduce": ReintroduceSection,
+    "windows": WindowsSection,
+    "generation": GenerationSection,
+    "scoring": ScoringSection,
+    "verdicts": VerdictsSection,
+}
+
+
+def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
+    """The declared rules, each checked for the keys its rule needs; ids unique, ``requires`` known."""
+    out: list[Finding] = []
+    keys = [f.name for f in dataclasses.fields(Finding)]
+    for index, table in enumerate(tables):
+        where = f"findings[{index}]"
+        table = checks.table(table, where)
+        checks.known_keys(table, keys, where)
+        values = {k: checks.string(v, f"{where}.{k}") for k, v in table.items()}
+        for key in ("id", "claim", "rule"):
+            if not values.get(key):
+                raise PersonagateError(f"{where}: '{key}' is required")
+        if values["rule"] not in RULES:
+            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(RULES)}")
+        for key in _RULE_KEYS[values["rule"]]:
+            if not values.get(key):
+                raise PersonagateError(f"{where}: rule {values['rule']!r} needs '{key}'")
+        out.append(Finding(**values))  # type: ignore[arg-type]
+    ids = [f.id for f in out]
+    for finding in out:
+        if ids.count(finding.id) > 1:
+            raise PersonagateError(f"findings: id {finding.id!r} is used twice")
+        if finding.requires and finding.requires not in ids:
+            raise PersonagateError(f"findings: {finding.id!r} requires {finding.requires!r}, which is not declared")
+    return tuple(out)
+
+
+def build_section(cls: type, values: dict[str, Any], section: str) -> Any:
+    """A section dataclass from its table, each value checked against the field's type and metadata."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        kwargs[f.name] = _coerce(values[f.name], hints[f.name], f"{section}.{f.name}", dict(f.metadata))
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str, meta: dict[str, Any]) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise PersonagateError(f"{where} = {value!r}; use one of {', '.join(repr(a) for a in args)}")
+        return value
+    if origin is list:
+        items = checks.listing(value, where, nonempty=meta.get("nonempty", False))
+        inner = {k: v for k, v in meta.items() if k not in ("nonempty", "unique")}
+        out = [_coerce(v, args[0], f"{where}[{i}]", inner) for i, v in enumerate(items)]
+        if meta.get("unique") and len(set(out)) != len(out):
+            repeated = next(v for v in out if out.count(v) > 1)
+            raise PersonagateError(
+                f"{where} lists {repeated!r} twice; every value names a condition, so each must differ"
+            )
+        return out
+    if hint is str:
+        return checks.string(value, where, choices=meta.get("choices"), nonempty=meta.get("nonempty", False))
+    if hint is bool:
+        return checks.boolean(value, where)
+    if hint is int:
+        return checks.integer(value, where, minimum=meta.get("minimum"))
+    if hint is float:
+        return checks.number(value, where, positive=meta.get("positive", False), minimum=meta.get("minimum"))
+    if set(args) == {int, float}:  # a block count or a depth fraction: the type itself carries meaning
+        number = checks.number(value, where, positive=meta.get("positive", False))
+        return value if isinstance(value, int) else number
+    raise TypeError(f"no check for {hint!r} at {where}")  # a programming error, not a user's
