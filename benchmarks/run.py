@@ -50,8 +50,9 @@ def directions(chat, fmt, n: int) -> dict[str, Direction]:
     return {"refusal": refusal, "persona": persona, "random": random_direction(persona, 0, orthogonal_to=(persona,))}
 
 
-def grid(d: dict[str, Direction], n_layers: int) -> dict[str, Program]:
-    """The quick reproduce grid as programs (the reference and the peers read the same ops)."""
+def grid(d: dict[str, Direction], n_layers: int, bind: bool = True) -> dict[str, Program]:
+    """The quick reproduce grid as programs (the reference and the peers read the same ops); unbound
+    (directions by key) for the work units of the executors."""
     late = Window(2 * n_layers // 3, n_layers)
     persona = Add("persona", 4.0, n_layers // 2)
     programs = {
@@ -62,7 +63,7 @@ def grid(d: dict[str, Direction], n_layers: int) -> dict[str, Program]:
         "persona x4 - persona late": Program([persona, Ablate("persona", late)]),
         "persona x4 - random late": Program([persona, Ablate("random", late)]),
     }
-    return {name: program.bind(d) for name, program in programs.items()}
+    return {name: program.bind(d) if bind else program for name, program in programs.items()}
 
 
 def time_it(fn):
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--overhead-only", action="store_true", help="only the steered / unsteered table")
     parser.add_argument("--skip-overhead", action="store_true", help="no steered / unsteered table")
+    parser.add_argument("--workers", type=int, default=0, help="also run the grid as work units on N Ray actors")
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 32)
     budget = args.budget or 40  # the study spec's max_new_tokens
@@ -166,9 +168,59 @@ def main() -> None:
         from peers import run_peers
 
         run_peers(chat, prompts, conditions, budget, batch, ref_by_condition, ref_seconds)
+    if args.workers:
+        workers_row(args.model, chat, d, prompts, budget, args.workers)
     print(f"\nfirst_token_score_max_abs_diff: {worst_score:.2e}")
     print(f"speedup_vs_raw_hooks: {statistics.median(ref_times) / statistics.median(ours_times):.2f}")
     print(f"decision_agreement: {agree / total:.3f}")
+
+
+def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int, workers: int) -> None:
+    """The grid cut into work units (as the study runner cuts it: a chunk of prompts x the conditions),
+    computed in this process and on a pool of Ray actors, side by side; and one tiny unit's round trip."""
+    from personagate.experiments.executors import InProcess
+    from personagate.experiments.ray_pool import PoolConfig, RayPool
+    from personagate.experiments.units import Settings, Unit, cut
+    from personagate.scoring.coherence import CoherenceRule
+
+    programs = [(name, 0, program.to_table()) for name, program in grid(d, chat.n_layers, bind=False).items()]
+    items = [(i, tuple(t), ()) for i, t in enumerate(prompts)]
+    units = cut("generate", "harmful", programs, items, max(1, len(prompts) // (2 * workers)), 128)
+    settings = Settings(budget, 16, (chat.tokenizer.convert_tokens_to_ids("I"),), CoherenceRule())
+    directions = {0: d}
+    start = time.perf_counter()
+    local = {u.label + str(i): rows for i, (u, rows) in enumerate(InProcess(chat).run(units, directions, settings))}
+    local_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pool = RayPool(PoolConfig(model, workers=workers))
+    pool.pids()  # every actor has loaded the model
+    startup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    remote = {u.label + str(i): rows for i, (u, rows) in enumerate(pool.run(units, directions, settings))}
+    ray_s = time.perf_counter() - start
+    tiny = Unit("first_token", "harmful", (programs[0],), (items[0],))
+    start = time.perf_counter()
+    list(InProcess(chat).run([tiny], directions, settings))
+    tiny_local = time.perf_counter() - start
+    trips = []
+    for _ in range(5):
+        start = time.perf_counter()
+        list(pool.run([tiny], directions, settings))
+        trips.append(time.perf_counter() - start)
+    pool.close()
+    same = sorted(r.__dict__.items() for rows in local.values() for r in rows) == sorted(
+        r.__dict__.items() for rows in remote.values() for r in rows
+    )
+    print("\n| executor | units | wall (s) | vs in-process |\n|---|---:|---:|---:|")
+    print(f"| in process | {len(units)} | {local_s:.1f} | 1.00 |")
+    print(
+        f"| Ray, {workers} workers (after {startup_s:.1f} s of actor start-up) | {len(units)} | "
+        f"{ray_s:.1f} | {local_s / ray_s:.2f} |"
+    )
+    print(
+        f"\nper-unit overhead of the Ray executor (tiny unit, median of 5 round trips minus in-process): "
+        f"{(statistics.median(trips) - tiny_local) * 1e3:.0f} ms; rows identical: {same}"
+    )
 
 
 def overhead(chat, prompts, d, budget) -> None:
