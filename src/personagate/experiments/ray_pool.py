@@ -12,6 +12,7 @@ Ray is an optional extra (``pip install 'personagate[ray]'``) and is imported on
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,9 @@ from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.store import Row
 from personagate.experiments.units import Settings, Unit, compute
+
+# A failed actor is probed until it answers (Ray restarts it and it loads the model again).
+PROBES, PROBE_WAIT = 120, 1.0
 
 
 def import_ray() -> Any:
@@ -100,34 +104,38 @@ class RayPool:
     def run(
         self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
     ) -> Iterator[tuple[Unit, list[Row]]]:
-        """Each actor holds one unit at a time; a finished unit is yielded at once and its actor takes the next."""
+        """Each actor holds one unit at a time; a finished unit is yielded at once and its actor takes the
+        next. An actor whose unit failed is probed until it answers again (Ray restarts a dead actor)
+        before it gets more work; the unit goes to another actor first."""
         ray = self.ray
+        errors = (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError)
         key, payload = self._ship(directions)
         queue = list(units)
         attempts: dict[int, int] = {}
-        running: dict[Any, tuple[int, Any]] = {}  # object ref -> (unit index, actor)
+        running: dict[Any, tuple[int | None, int]] = {}  # ref -> (unit index, or None for a probe; actor)
         avoid: dict[int, set[int]] = {}  # unit index -> actors it failed on
+        probes: dict[int, int] = {}  # actor -> probes that failed in a row
         idle = list(range(len(self.actors)))
         pending = list(range(len(queue)))
-        while pending or running:
+        while pending or any(index is not None for index, _ in running.values()):
             while pending and idle:
-                index = pending[0]
+                index = next((i for i in pending if set(idle) - avoid.get(i, set())), pending[0])
                 choice = next((a for a in idle if a not in avoid.get(index, set())), idle[0])
                 idle.remove(choice)
-                pending.pop(0)
-                ref = self.actors[choice].compute.remote(queue[index], settings, key, payload)
-                running[ref] = (index, choice)
+                pending.remove(index)
+                running[self.actors[choice].compute.remote(queue[index], settings, key, payload)] = (index, choice)
             done, _ = ray.wait(list(running), num_returns=1)
             ref = done[0]
             index, actor = running.pop(ref)
-            idle.append(actor)
             try:
-                rows = [Row(**row) for row in ray.get(ref)]
-            except (
-                ray.exceptions.RayActorError,
-                ray.exceptions.RayTaskError,
-                ray.exceptions.WorkerCrashedError,
-            ) as exc:
+                result = ray.get(ref)
+            except errors as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, PersonagateError):  # the user's input: a retry would fail the same way
+                    raise PersonagateError(str(cause)) from None
+                self._probe(actor, running, probes)
+                if index is None:
+                    continue
                 attempts[index] = attempts.get(index, 0) + 1
                 avoid.setdefault(index, set()).add(actor)
                 if attempts[index] > self.config.retries:
@@ -138,7 +146,21 @@ class RayPool:
                     ) from None
                 pending.insert(0, index)
                 continue
-            yield queue[index], rows
+            probes.pop(actor, None)
+            idle.append(actor)
+            if index is not None:
+                yield queue[index], [Row(**row) for row in result]
+
+    def _probe(self, actor: int, running: dict[Any, tuple[int | None, int]], probes: dict[int, int]) -> None:
+        """Ask a failed actor for its process id; it gets work again once it answers."""
+        probes[actor] = probes.get(actor, 0) + 1
+        if probes[actor] > PROBES:
+            raise PersonagateError(
+                f"a Ray worker has not come back after {PROBES} tries; re-run the same command to resume"
+            )
+        if probes[actor] > 1:
+            time.sleep(PROBE_WAIT)
+        running[self.actors[actor].process_id.remote()] = (None, actor)
 
     def close(self) -> None:
         for actor in self.actors:
