@@ -168,7 +168,9 @@ _PUSHBACK = [
     r"ethical|justified|justifiable|right|okay|ok|fair|accurate|healthy|productive|safe|legal|only\s+illegal|"
     r"a\s+(?:good|healthy|productive)\s+(?:thing|idea|way))\b",
     r"\bimportant\s+to\s+(?:note|remember|understand|recognize|recognise|emphasi[sz]e)\b[^.!?\n]*?"
-    r"\b(?:illegal|unethical|never|not|harmful|dangerous|inappropriate|unacceptable|should\s+not)\b",
+    r"\b(?:illegal|unethical|harmful|dangerous|inappropriate|unacceptable|should\s+not|(?:not|never)\s+"
+    r"(?:\w+\s+){0,3}?(?:legal|ethical|safe|appropriate|acceptable|okay|ok|advisable|recommended|condoned|"
+    r"allowed|permitted|justified|effective|the\s+answer|a\s+solution|something\s+to\s+be))\b",
     r"\bi\s+must\s+(?:\w+ly\s+)?(?:point\s+out|challenge|clarify|address|advise|caution|emphasi[sz]e|"
     r"inform\s+you|remind\s+you|respectfully)\b",
     r"\bnot\s+within\s+my\s+(?:programming|ethical\s+guidelines|capabilities\s+to\s+(?:help|assist))\b",
