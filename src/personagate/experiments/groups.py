@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-Mode = Literal["generate", "first_token"]
-MODES: tuple[Mode, ...] = ("generate", "first_token")
+# generate: the reply, labelled three ways; screen: its first few tokens, refuse or not by the
+# detector (validated against generate: benchmarks/RESULTS.md); first_token: the refusal-token score.
+Mode = Literal["generate", "screen", "first_token"]
+MODES: tuple[Mode, ...] = ("generate", "screen", "first_token")
 
 # Condition groups: the arms of the protocol (a plot or a table section each).
 BASELINE = "baseline"

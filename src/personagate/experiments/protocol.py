@@ -317,7 +317,9 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
     return out
 
 
-def reintroduce_family(spec: StudySpec, layout: Layout, coeff: float, resample: int) -> list[Condition]:
+def reintroduce_family(
+    spec: StudySpec, layout: Layout, coeff: float, resample: int, doses: Sequence[float] | None = None
+) -> list[Condition]:
     """The refusal direction added back under persona steering: every layer (stride) x every dose."""
     steer = persona_op(coeff, layout.injection)
     base = f"persona x{coeff:g}"
@@ -327,7 +329,7 @@ def reintroduce_family(spec: StudySpec, layout: Layout, coeff: float, resample: 
     key = {"mean_diff": "refusal", "residual_norm": "refusal-norm", "selected_raw": "refusal-selected"}
     out = []
     for layer in layout.reintroduce_layers:
-        for scale in spec.reintroduce.coeffs:
+        for scale in doses if doses is not None else spec.reintroduce.coeffs:
             op = Add(key[spec.reintroduce.dose], scale, layer)
             out.append(
                 Condition(
@@ -372,4 +374,5 @@ def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample:
                 window=layout.late,
             )
         )
-    return out + window_sweep(spec, layout, coeff, resample) + reintroduce_family(spec, layout, coeff, resample)
+    family = reintroduce_family(spec, layout, coeff, resample, spec.reintroduce.resample_coeffs)
+    return out + window_sweep(spec, layout, coeff, resample) + family

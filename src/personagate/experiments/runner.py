@@ -130,9 +130,10 @@ class StudyRunner:
             units += self._units("generate", batch, prompt_set, system)
         for (_, system), batch in _by_prompts([c for c in generated if c.over_refusal]).items():
             units += self._units("generate", batch, g.SAFE, system)
-        screened = [c for c in conditions if c.mode == "first_token"]
-        for (prompt_set, system), batch in _by_prompts(screened).items():
-            units += self._units("first_token", batch, prompt_set, system)
+        for mode in ("screen", "first_token"):
+            screened = [c for c in conditions if c.mode == mode]
+            for (prompt_set, system), batch in _by_prompts(screened).items():
+                units += self._units(mode, batch, prompt_set, system)
         units += self._guard_units(conditions)
         pending = [u for u in units if not self._done(u)]
         bar = tqdm(total=len(pending), desc=desc, disable=not self.progress, unit="unit")
@@ -155,6 +156,7 @@ class StudyRunner:
         assert self.refusal_tokens is not None
         return UnitSettings(
             max_new_tokens=self.spec.generation.max_new_tokens,
+            screen_tokens=self.spec.generation.screen_tokens,
             batch_size=self.batch,
             refusal_token_ids=tuple(self.refusal_tokens.ids),
             rule=self.rule,
@@ -164,7 +166,7 @@ class StudyRunner:
         ids = self.ids(prompt_set, system)
         items = [(i, tuple(tokens), ()) for i, tokens in enumerate(ids)]
         programs = [(c.name, c.resample, c.ops.to_table()) for c in conditions]
-        prompts = min(SCREEN_PROMPTS, self.batch) if kind == "first_token" else self.batch
+        prompts = min(SCREEN_PROMPTS, self.batch) if kind in ("screen", "first_token") else self.batch
         return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH)
 
     def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:

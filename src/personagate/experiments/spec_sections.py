@@ -69,6 +69,7 @@ class PersonaSection:
 class ReintroduceSection:
     dose: Literal["mean_diff", "residual_norm", "selected_raw"]
     coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    resample_coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
     layer_stride: int = field(metadata=POSITIVE)
     early: str
     late: str
@@ -94,6 +95,7 @@ class GenerationSection:
     sweep: Mode
     generate_roles: list[str] = field(metadata={"unique": True})
     max_new_tokens: int = field(metadata=POSITIVE)
+    screen_tokens: int = field(metadata=POSITIVE)
     batch_size: int = field(metadata=POSITIVE)
     refusal_token_prompts: int = field(metadata=POSITIVE)
     seed: int = field(metadata=NON_NEGATIVE)

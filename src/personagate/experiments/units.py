@@ -24,7 +24,7 @@ from personagate.scoring.coherence import CoherenceRule, label
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.phrases import is_refusal
 
-Kind = Literal["generate", "first_token", "guard"]
+Kind = Literal["generate", "screen", "first_token", "guard"]
 
 # Scoring a token costs a pass through the vocabulary projection (the largest matmul of a small
 # model), so a reply's likelihood is taken on its first tokens: where a steered model's decoding
@@ -52,6 +52,7 @@ class Settings:
     """What computing a unit needs besides the model and the directions."""
 
     max_new_tokens: int
+    screen_tokens: int
     batch_size: int
     refusal_token_ids: tuple[int, ...]
     rule: CoherenceRule
@@ -76,17 +77,31 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
                 for i, s in zip(prompt_ids, scores, strict=True)
             ]
         return rows
+    screen = unit.kind == "screen"
     out = generate_grid(
         chat,
         dict(zip(names, programs, strict=True)),
         ids,
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=settings.screen_tokens if screen else settings.max_new_tokens,
         batch_size=len(programs) * len(ids),
         stop_when=is_refusal,
         progress=False,
         first_token=tokens.score,
     )
     replies = [(name, row, reply) for name in names for row, reply in enumerate(out[name])]
+    if screen:  # the opening only: refuse or not, by the detector; coherence is the guard's to judge
+        return [
+            Row(
+                name,
+                unit.prompt_set,
+                prompt_ids[row],
+                text=reply.text,
+                refusal=int(is_refusal(reply.text)),
+                label="refuse" if is_refusal(reply.text) else "comply",
+                score=reply.first_score,
+            )
+            for name, row, reply in replies
+        ]
     likelihood = unsteered_logliks(
         chat, [(ids[row], reply.tokens[:REPLY_TOKENS]) for _, row, reply in replies], batch_size=2 * settings.batch_size
     )
