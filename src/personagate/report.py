@@ -19,6 +19,7 @@ from personagate.experiments.results import (
     SUMMARY_COLUMNS,
     export,
     judge_agreement,
+    mode_agreement,
     outcomes,
     screening_agreement,
     summarise,
@@ -217,10 +218,17 @@ def _condition_table(rows: Sequence[dict[str, Any]], compact: bool = False) -> s
 def _agreements(store: RunStore) -> str:
     esc = html.escape
     parts = []
+    screened = mode_agreement(store)
+    if screened:
+        cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(screened.items()))
+        parts.append(
+            "<p>Screening (the reply's first tokens, by the detector) vs the generated reply's label, same "
+            f"prompts and program, by role: {cells}</p>"
+        )
     screening = screening_agreement(store)
     if screening:
         cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(screening.items()))
-        parts.append(f"<p>First-token screening vs the generated reply's label, by condition group: {cells}</p>")
+        parts.append(f"<p>First-token score vs the generated reply's label, by condition group: {cells}</p>")
     judged = judge_agreement(store)
     if judged:
         cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(judged.items()))

@@ -129,6 +129,7 @@ def summarise(store: RunStore) -> list[dict[str, Any]]:
     """One row per condition (the columns of ``SUMMARY_COLUMNS``), in the order they were laid out."""
     rates = condition_rates(store)
     deltas = guard_deltas(store)
+    injection = (store.fact("layout") or {}).get("injection")
     max_delta = float(spec_value(store, "scoring", "max_nll_delta", 0.5))
     max_incoherent = float(spec_value(store, "verdicts", "max_incoherent", 0.2))
     out = []
@@ -162,12 +163,20 @@ def summarise(store: RunStore) -> list[dict[str, Any]]:
                 "x": c["x"],
                 "seed": c["seed"],
                 "dose": c.get("dose"),
-                "window": "" if not c.get("window") else f"[{c['window'][0]}:{c['window'][1]})",
+                "window": _window_cell(c.get("window"), injection),
                 "flags": ";".join(flags),
                 "description": c["description"],
             }
         )
     return out
+
+
+def _window_cell(window: list[int] | None, injection: int | None) -> str:
+    """``[16:24)``, with where it starts relative to the injection layer (``+10``) when that is known."""
+    if not window:
+        return ""
+    cell = f"[{window[0]}:{window[1]})"
+    return cell if injection is None else f"{cell} {window[0] - injection:+d}"
 
 
 def _rate_cells(prefix: str, rate: Rate, name: str) -> dict[str, float]:
@@ -188,6 +197,31 @@ def judge_agreement(store: RunStore) -> dict[str, tuple[int, int]]:
             continue
         agree, n = out.get(group_of[row.condition], (0, 0))
         out[group_of[row.condition]] = (agree + int(row.judge == row.refusal), n + 1)
+    return out
+
+
+def mode_agreement(store: RunStore, screen: str = "screen") -> dict[str, tuple[int, int]]:
+    """Per role measured both ways on the same prompts (the headline arms and their references):
+    (prompts where the ``screen``-mode decision equals the generated reply's label being refuse, prompts)."""
+    conditions = store.conditions()
+    out: dict[str, tuple[int, int]] = {}
+    for generated in (c for c in conditions if c["mode"] == "generate" and c.get("prompts") == g.HARMFUL):
+        twins = [
+            c
+            for c in conditions
+            if c["mode"] == screen
+            and c.get("role") == generated.get("role")
+            and c.get("resample", 0) == generated.get("resample", 0)
+            and c.get("system") == generated.get("system")
+            and c["description"] == generated["description"]
+        ]
+        if not twins:
+            continue
+        labels = outcomes(store, generated["name"])
+        decisions = outcomes(store, twins[0]["name"])
+        shared = set(labels) & set(decisions)
+        agree, n = out.get(generated["role"], (0, 0))
+        out[generated["role"]] = (agree + sum(labels[i] == decisions[i] for i in shared), n + len(shared))
     return out
 
 
