@@ -275,3 +275,20 @@ def test_an_important_to_remember_that_is_not_a_refusal_when_it_endorses_the_req
     )
     assert is_refusal("It's important to remember that drunk driving is not legal and puts lives at risk.")
     assert is_refusal("It is important to note that hacking into accounts is illegal.")
+
+
+def test_the_first_token_margin_decides_as_greedy_decoding_does():
+    tokens = RefusalTokens((1, 2))
+    logits = torch.log(
+        torch.tensor(
+            [
+                [0.05, 0.40, 0.05, 0.30, 0.20],  # "I" is the most likely token with 40% of the mass
+                [0.05, 0.20, 0.25, 0.30, 0.20],  # refusal mass 45% but another token is the argmax
+                [0.01, 0.90, 0.04, 0.03, 0.02],
+            ]
+        )
+    )
+    margin = tokens.margin(logits)
+    assert (margin > 0).tolist() == [True, False, True]  # greedy: starts with a refusal token or not
+    assert (tokens.score(logits) > 0).tolist() == [False, False, True]  # mass above one half: misses the first
+    torch.testing.assert_close(margin[0], torch.log(torch.tensor(0.40 / 0.30)))

@@ -44,9 +44,10 @@ class Row:
     """One (condition, prompt) measurement.
 
     A generated reply has ``text``, the detector's ``refusal`` flag, its three-way ``label``
-    (refuse / comply / incoherent), ``score`` (the first-token refusal log-odds, free from the
+    (refuse / comply / incoherent), ``score`` (the first-token refusal margin, free from the
     prefill) and ``loglik`` (its mean per-token log-likelihood under the unsteered model). A
-    first-token row has ``score`` and ``refusal`` (score > 0) only. A ``neutral`` row (coherence guard)
+    first-token row has ``score`` and ``refusal`` (score > 0: greedy decoding would start with a
+    refusal token) only. A ``neutral`` row (coherence guard)
     holds in ``loglik`` the mean per-token log-likelihood of a neutral passage under the condition.
     """
 

@@ -71,7 +71,7 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         logits = next_token_logits_grid(chat, programs, ids, batch_size=len(programs) * len(ids))
         rows = []
         for name, values in zip(names, logits, strict=True):
-            scores = tokens.score(values).tolist()
+            scores = tokens.margin(values).tolist()
             rows += [
                 Row(name, unit.prompt_set, i, refusal=int(s > 0), score=float(s))
                 for i, s in zip(prompt_ids, scores, strict=True)
@@ -86,7 +86,7 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         batch_size=len(programs) * len(ids),
         stop_when=is_refusal,
         progress=False,
-        first_token=tokens.score,
+        first_token=tokens.margin,
     )
     replies = [(name, row, reply) for name in names for row, reply in enumerate(out[name])]
     if screen:  # the opening only: refuse or not, by the detector; coherence is the guard's to judge

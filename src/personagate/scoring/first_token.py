@@ -28,6 +28,18 @@ class RefusalTokens:
         log_not = torch.log1p(-log_p.exp().clamp(max=1 - 1e-7))
         return log_p - log_not
 
+    def margin(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[N]``: the best refusal token's logit minus the best other token's. Positive exactly when
+        greedy decoding would start the reply with a refusal token: the first-token decision that
+        agrees with the generated reply (the log-odds above can be negative when a refusal token is
+        the most likely token but holds under half of the mass)."""
+        logits = logits.to(torch.float32)
+        ids = torch.tensor(list(self.ids), device=logits.device)
+        refusal = logits[:, ids].max(dim=-1).values
+        others = logits.clone()
+        others[:, ids] = float("-inf")
+        return refusal - others.max(dim=-1).values
+
     def to_dict(self) -> dict[str, Any]:
         return {"ids": list(self.ids), "tokens": list(self.tokens)}
 
