@@ -72,6 +72,11 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
         assert group in groups
     late_random = [c for c in conditions if c.role == "random_late_window" and c.resample == 0]
     assert len(late_random) == s.windows.random_seeds >= 20
+    for window in layout.windows:  # the other windows draw a band from fewer seeds
+        if window != layout.late:
+            side = [c for c in conditions if c.role == "random_window" and c.window == window]
+            assert len(side) == s.windows.side_seeds < s.windows.random_seeds
+    assert len([c for c in conditions if c.group == g.NATURAL_RANDOM_WINDOW]) == s.windows.side_seeds
     assert all(c.prompts == g.HARMFUL_VAL for c in conditions if c.group == g.PERSONA_SWEEP)  # choices on validation
     natural = [c for c in conditions if c.group == g.NATURAL]
     assert natural and all(c.system == "compliant" and len(c.ops) == 0 for c in natural)

@@ -246,10 +246,11 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
     steer = persona_op(coeff, layout.injection)
     base = f"persona x{coeff:g}"
     suffix = "" if resample == 0 else f" [r{resample}]"
-    seeds = range(spec.windows.random_seeds)
     out: list[Condition] = []
     for window in layout.windows:
         is_late = window == layout.late
+        # the late window's null carries a verdict; the others only draw a band on the plots
+        seeds = range(spec.windows.random_seeds if is_late else spec.windows.side_seeds)
         ablate = Ablate("persona", Window(*window))
         common = {"axis": float(window[0]), "window": window, "resample": resample}
         if resample == 0 or is_late:
@@ -301,7 +302,7 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                     **common,
                 )
             )
-            if spec.windows.natural and is_late and resample == 0:
+            if spec.windows.natural and is_late and resample == 0 and seed < spec.windows.side_seeds:
                 out.append(
                     Condition(
                         f"natural persona - random-{seed} in {_span(window)}",

@@ -48,7 +48,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
     "persona": {"coeffs": [4.0, 8.0], "random_adds": [0]},
     "reintroduce": {"coeffs": [0.5, 2.0], "resample_coeffs": [2.0], "layer_stride": 8},
-    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2},
+    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 2},
     "generation": {
         "max_new_tokens": 32,
         "refusal_token_prompts": 12,

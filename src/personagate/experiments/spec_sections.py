@@ -84,6 +84,7 @@ class WindowsSection:
     contain_injection: bool
     random: Literal["matched", "orthogonal"]
     random_seeds: int = field(metadata=NON_NEGATIVE)
+    side_seeds: int = field(metadata=NON_NEGATIVE)
     natural: bool
     mediation: bool
     positive_control: bool

@@ -95,7 +95,7 @@ class VectorMaker:
                 lambda seed=seed: random_direction(persona, STYLE_SEED_OFFSET + seed, name=f"random-add-{seed}"),
             )
         anchor = persona.at(injection)
-        for seed in range(self.spec.windows.random_seeds):
+        for seed in range(max(self.spec.windows.random_seeds, self.spec.windows.side_seeds)):
             if self.spec.windows.random == "matched":
                 make = lambda seed=seed: matched_random_direction(persona, anchor, seed, name=f"random-{seed}")  # noqa: E731
             else:
