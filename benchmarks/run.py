@@ -208,9 +208,10 @@ def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int,
         list(pool.run([tiny], directions, settings))
         trips.append(time.perf_counter() - start)
     pool.close()
-    same = sorted(r.__dict__.items() for rows in local.values() for r in rows) == sorted(
-        r.__dict__.items() for rows in remote.values() for r in rows
-    )
+    def keyed(results: dict) -> dict:
+        return {(r.condition, r.prompt_set, r.prompt_id): r for rows in results.values() for r in rows}
+
+    same = keyed(local) == keyed(remote)
     print("\n| executor | units | wall (s) | vs in-process |\n|---|---:|---:|---:|")
     print(f"| in process | {len(units)} | {local_s:.1f} | 1.00 |")
     print(

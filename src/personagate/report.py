@@ -146,7 +146,7 @@ def render(store: RunStore, samples: int = 3) -> str:
         )
         parts.append(
             "<h3>Robustness over resamples of the training prompts</h3><p class='muted'>The same rules on "
-            "directions re-extracted from each resample, every condition measured by first-token screening "
+            "directions re-extracted from each resample, every condition measured in the sweep mode "
             f"(like with like).</p><table><tr><th>finding</th><th>outcomes</th><th>agreement</th></tr>{cells}</table>"
         )
     parts.append("<h2>Headline conditions</h2>" + _condition_table(headline(summary), compact=True))
@@ -282,7 +282,7 @@ def markdown(store: RunStore) -> str:
         lines.append(f"| {v.claim} | **{v.outcome}** | {effect} | {_num(v.p_value)} | {v.n} | {v.detail} |")
     robust = robustness(verdicts)
     if robust:
-        lines += ["", "Robustness (first-token screening on each resample of the training prompts):", ""]
+        lines += ["", "Robustness (the same rules, sweep-mode measures, on each resample of the training prompts):", ""]
         lines += [f"- {finding}: {', '.join(outcome)}" for finding, outcome in robust.items()]
     lines += [
         "",

@@ -294,7 +294,10 @@ def _exceeds_null(scope: Scope, finding: dict[str, Any]) -> Verdict:
     v.p_value = empirical_p_value(observed, null, greater=True)
     null_sorted = sorted(null)
     median = null_sorted[len(null_sorted) // 2]
-    v.ci_low, v.ci_high = null_sorted[0], null_sorted[-1]
+    a, b = scope.paired(treated[0], steered[0])  # the interval is the restoration's own (the null's range is in detail)
+    if a:
+        diff = paired_difference(a, b, n_boot=s.bootstrap, seed=s.seed)
+        v.ci_low, v.ci_high = diff.ci_low, diff.ci_high
     positive = scope.find("positive_control", (s.sweep, s.main))
     control = ""
     if positive:
