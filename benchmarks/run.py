@@ -208,6 +208,7 @@ def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int,
         list(pool.run([tiny], directions, settings))
         trips.append(time.perf_counter() - start)
     pool.close()
+
     def keyed(results: dict) -> dict:
         return {(r.condition, r.prompt_set, r.prompt_id): r for rows in results.values() for r in rows}
 

@@ -46,9 +46,7 @@ class Layout:
         for position, (name, role, mode, values, meta) in enumerate(self.arms):
             store.add_condition(name, position, role, meta.pop("x", None), None, name, mode, {"role": role, **meta})
             broken = (incoherent or {}).get(name, 0)
-            labels = [
-                g.INCOHERENT if i < broken else (g.REFUSE if v else g.COMPLY) for i, v in enumerate(values)
-            ]
+            labels = [g.INCOHERENT if i < broken else (g.REFUSE if v else g.COMPLY) for i, v in enumerate(values)]
             store.write_rows(
                 Row(name, g.HARMFUL, i, text="", refusal=v, label=lab)
                 for i, (v, lab) in enumerate(zip(values, labels, strict=True))
@@ -122,7 +120,9 @@ def with_reintroduction(layout: Layout, early_rate: int, late_rate: int) -> Layo
     for layer in (0, 4, 16, 20):
         rate = early_rate if layer < 8 else late_rate
         for dose in (0.5, 1.0):
-            layout.add(f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode="screen", x=layer, dose=dose)
+            layout.add(
+                f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode="screen", x=layer, dose=dose
+            )
     return layout
 
 
