@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 SHIPPED = tomllib.loads(resources.files("personagate").joinpath("data/study.toml").read_text())
 N = 100
+SWEEP = SHIPPED["generation"]["sweep"]  # the mode the nulls and sweeps are measured in
 
 
 def pattern(refusing: int, n: int = N, first: int = 0) -> list[int]:
@@ -98,10 +99,10 @@ def test_an_incoherent_treated_arm_cannot_carry_a_verdict(tmp_path):
 
 
 def with_null(layout: Layout, seeds: int, random_rate: int, window: int = 60) -> Layout:
-    layout.add("persona [screen]", "persona", pattern(20), mode="screen")
-    layout.add("persona - persona late [screen]", "persona_late_window", pattern(window), mode="screen")
+    layout.add("persona [screen]", "persona", pattern(20), mode=SWEEP)
+    layout.add("persona - persona late [screen]", "persona_late_window", pattern(window), mode=SWEEP)
     for seed in range(seeds):  # each seed refuses a different stretch of prompts, at the same rate
-        layout.add(f"random-{seed}", "random_late_window", pattern(random_rate, first=seed), mode="screen")
+        layout.add(f"random-{seed}", "random_late_window", pattern(random_rate, first=seed), mode=SWEEP)
     return layout
 
 
@@ -121,7 +122,7 @@ def with_reintroduction(layout: Layout, early_rate: int, late_rate: int) -> Layo
         rate = early_rate if layer < 8 else late_rate
         for dose in (0.5, 1.0):
             layout.add(
-                f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode="screen", x=layer, dose=dose
+                f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode=SWEEP, x=layer, dose=dose
             )
     return layout
 
