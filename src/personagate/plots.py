@@ -137,9 +137,9 @@ def windows(summary: Sequence[dict[str, Any]]) -> Figure | None:
         xs = sorted(by_x)
         low = [_quantile(by_x[x], 0.05) for x in xs]
         high = [_quantile(by_x[x], 0.95) for x in xs]
-        ax.fill_between(
-            xs, low, high, color="tab:gray", alpha=0.3, label=f"matched random (5-95%, {len(by_x[xs[0]])} seeds)"
-        )
+        counts = sorted({len(by_x[x]) for x in xs})
+        seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        ax.fill_between(xs, low, high, color="tab:gray", alpha=0.3, label=f"matched random (5-95%, {seeds} seeds)")
         ax.plot(xs, [_quantile(by_x[x], 0.5) for x in xs], color="tab:gray", lw=1)
     _level(ax, _find(summary, "baseline", mode), "baseline", "k", "--")
     _level(ax, _find(summary, "persona", mode), "persona", "tab:red", ":")

@@ -83,16 +83,20 @@ def mediation_shares(store: RunStore, summary: Sequence[dict[str, Any]]) -> list
 
 
 def figures(store: RunStore, summary: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
-    readout = store.readout()
+    return [figure for _, figure in named_figures(store, summary)]
+
+
+def named_figures(store: RunStore, summary: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[str, bytes]]]:
+    """The report's plots (caption, PNG bytes), each with a file stem that says what it shows."""
     made = [
-        plots.persona_sweep(summary),
-        plots.reintroduction(summary),
-        plots.windows(summary),
-        plots.mediation(mediation_shares(store, summary)),
-        plots.readout(readout),
-        plots.cosine(store.fact("cos_persona_refusal")),
+        ("persona_coefficient", plots.persona_sweep(summary)),
+        ("reintroduction", plots.reintroduction(summary)),
+        ("windows", plots.windows(summary)),
+        ("mediation", plots.mediation(mediation_shares(store, summary))),
+        ("readout", plots.readout(store.readout())),
+        ("cosine", plots.cosine(store.fact("cos_persona_refusal"))),
     ]
-    return [f for f in made if f is not None]
+    return [(stem, figure) for stem, figure in made if figure is not None]
 
 
 def _cell(value: Any) -> str:
@@ -307,10 +311,10 @@ def save_plots(run_dir: str | Path, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with RunStore(run_dir, create=False) as store:
-        made = figures(store, summarise(store))
+        made = named_figures(store, summarise(store))
     paths = []
-    for index, (_, data) in enumerate(made):
-        path = out / f"plot{index + 1}.png"
+    for stem, (_, data) in made:
+        path = out / f"{stem}.png"
         path.write_bytes(data)
         paths.append(path)
     return paths
