@@ -186,7 +186,13 @@ def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int,
     programs = [(name, 0, program.to_table()) for name, program in grid(d, chat.n_layers, bind=False).items()]
     items = [(i, tuple(t), ()) for i, t in enumerate(prompts)]
     units = cut("generate", "harmful", programs, items, max(1, len(prompts) // (2 * workers)), 128)
-    settings = Settings(budget, 16, (chat.tokenizer.convert_tokens_to_ids("I"),), CoherenceRule())
+    settings = Settings(
+        max_new_tokens=budget,
+        screen_tokens=8,
+        batch_size=16,
+        refusal_token_ids=(chat.tokenizer.convert_tokens_to_ids("I"),),
+        rule=CoherenceRule(),
+    )
     directions = {0: d}
     start = time.perf_counter()
     local = {u.label + str(i): rows for i, (u, rows) in enumerate(InProcess(chat).run(units, directions, settings))}
