@@ -121,9 +121,7 @@ def with_reintroduction(layout: Layout, early_rate: int, late_rate: int) -> Layo
     for layer in (0, 4, 16, 20):
         rate = early_rate if layer < 8 else late_rate
         for dose in (0.5, 1.0):
-            layout.add(
-                f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode=SWEEP, x=layer, dose=dose
-            )
+            layout.add(f"+ refusal @ {layer} x{dose:g}", "reintroduce", pattern(rate), mode=SWEEP, x=layer, dose=dose)
     return layout
 
 
