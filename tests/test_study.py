@@ -114,8 +114,9 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
         verdicts = list(csv.DictReader(f))
     findings = {"persona_suppresses", "reintroduce_late", "window_restores", "random_does_not"}
     assert {v["finding"] for v in verdicts} == findings
-    assert {v["scope"] for v in verdicts} == {"main", "resample 0 (screening)", "resample 1 (screening)"}
+    assert {v["scope"] for v in verdicts} == {"main", "resample 0 (first_token)", "resample 1 (first_token)"}
     assert all(v["outcome"] == "inconclusive" for v in verdicts)  # 6 prompts: underpowered, and says so
+    assert all(v["detail"].startswith("underpowered (n=6 < 100") for v in verdicts if v["n"] not in ("", "0"))
     page = (out / "report.html").read_text()
     assert page.index("Verdicts") < page.index("Headline conditions") < page.index("Plots")
     assert page.count("<img") >= 5

@@ -143,7 +143,7 @@ def compute_verdicts(store: RunStore) -> list[Verdict]:
     resamples = store.fact("resample_seeds") or [0]
     scopes = [Scope(store, settings, 0, (settings.main, settings.sweep), "main")]
     for index, seed in enumerate(resamples):
-        scopes.append(Scope(store, settings, index, (settings.sweep,), f"resample {seed} (screening)"))
+        scopes.append(Scope(store, settings, index, (settings.sweep,), f"resample {seed} ({settings.sweep})"))
     out: list[Verdict] = []
     for scope in scopes:
         done: dict[str, Verdict] = {}
@@ -153,11 +153,9 @@ def compute_verdicts(store: RunStore) -> list[Verdict]:
             if required is not None and required.outcome != REPRODUCED and verdict.outcome == REPRODUCED:
                 verdict.outcome = INCONCLUSIVE
                 verdict.detail = f"requires {required.finding!r}, which is {required.outcome}; " + verdict.detail
-            if 0 < verdict.n < settings.min_n and verdict.outcome != INCONCLUSIVE:
-                verdict.detail = (
-                    f"underpowered (n={verdict.n} < {settings.min_n}; the numbers point to {verdict.outcome}); "
-                    + verdict.detail
-                )
+            if 0 < verdict.n < settings.min_n:  # said even when the numbers are inconclusive anyway
+                pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
+                verdict.detail = f"underpowered (n={verdict.n} < {settings.min_n}{pointing}); " + verdict.detail
                 verdict.outcome = INCONCLUSIVE
             done[finding["id"]] = verdict
             out.append(verdict)
