@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,14 @@ def report(args: argparse.Namespace) -> int:
 
     if args.plots:
         check_output_dir(args.plots, "--plots")
-    print(f"wrote {rebuild(args.run_dir)}")
+    # status on stderr, so that `report --markdown > results.md` holds the markdown alone
+    print(f"wrote {rebuild(args.run_dir)}", file=sys.stderr)
     if args.markdown:
         with RunStore(args.run_dir, create=False) as store:
             print(markdown(store))
     if args.plots:
         for path in save_plots(args.run_dir, args.plots):
-            print(f"wrote {path}")
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
