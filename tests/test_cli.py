@@ -176,7 +176,8 @@ def test_directions_import_and_export_round_trip(vectors, tmp_path, capsys):
     code, out, err = run(
         ["directions", "export", vectors / "persona.safetensors", "--out", tmp_path / "control.gguf"], capsys
     )
-    assert code == 0, err and "wrote" in out
+    assert code == 0, err
+    assert "wrote" in out
     code, out, err = run(
         [
             "directions",

@@ -249,8 +249,9 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
     out: list[Condition] = []
     for window in layout.windows:
         is_late = window == layout.late
-        # the late window's null carries a verdict; the others only draw a band on the plots
-        seeds = range(spec.windows.random_seeds if is_late else spec.windows.side_seeds)
+        # the late window's null carries a verdict; the others (and the natural arm's) only draw a band
+        n_seeds = spec.windows.random_seeds if is_late else spec.windows.side_seeds
+        natural_seeds = spec.windows.side_seeds if spec.windows.natural and is_late and resample == 0 else 0
         ablate = Ablate("persona", Window(*window))
         common = {"axis": float(window[0]), "window": window, "resample": resample}
         if resample == 0 or is_late:
@@ -287,22 +288,23 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                         **common,
                     )
                 )
-        for seed in seeds:
+        for seed in range(max(n_seeds, natural_seeds)):  # interleaved: neighbours share a batch
             if resample != 0 and not is_late:
                 continue
             random = Ablate(f"random-{seed}", Window(*window))
-            out.append(
-                Condition(
-                    f"{base} - random-{seed} in {_span(window)}{suffix}",
-                    g.RANDOM_WINDOW,
-                    Program([steer, random]),
-                    sweep,
-                    role="random_late_window" if is_late else "random_window",
-                    seed=seed,
-                    **common,
+            if seed < n_seeds:
+                out.append(
+                    Condition(
+                        f"{base} - random-{seed} in {_span(window)}{suffix}",
+                        g.RANDOM_WINDOW,
+                        Program([steer, random]),
+                        sweep,
+                        role="random_late_window" if is_late else "random_window",
+                        seed=seed,
+                        **common,
+                    )
                 )
-            )
-            if spec.windows.natural and is_late and resample == 0 and seed < spec.windows.side_seeds:
+            if seed < natural_seeds:
                 out.append(
                     Condition(
                         f"natural persona - random-{seed} in {_span(window)}",

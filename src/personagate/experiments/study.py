@@ -95,6 +95,7 @@ def run_study(
                 "seeds": {
                     "resamples": spec.directions.resamples,
                     "random_controls": spec.windows.random_seeds,
+                    "random_controls_side": spec.windows.side_seeds,
                     "generation": "greedy",
                 },
                 "device": str(chat.device),

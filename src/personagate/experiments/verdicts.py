@@ -263,7 +263,7 @@ def _late_not_early(scope: Scope, finding: dict[str, Any]) -> Verdict:
     )
     if early_restoring or (late_c and not late_restoring and all(below[c["name"]] for c in late_c)):
         v.outcome = NOT_REPRODUCED
-    elif late_restoring and all(below[c["name"]] for c in early_c):
+    elif late_restoring and early_c and all(below[c["name"]] for c in early_c):  # no early evidence: inconclusive
         v.outcome = REPRODUCED
     return v
 
@@ -282,7 +282,10 @@ def _exceeds_null(scope: Scope, finding: dict[str, Any]) -> Verdict:
     base = rates[steered[0]["name"]]["refusal_rate"]
     observed = rates[treated[0]["name"]]["refusal_rate"] - base
     null = [rates[c["name"]]["refusal_rate"] - base for c in nulls if not scope.coherent(c)]
-    v.statistic = f"empirical p over {len(null)} random seeds ((1 + seeds restoring as much) / (1 + seeds))"
+    v.statistic = (
+        f"empirical p over {len(null)} random seeds ((1 + seeds restoring as much) / (1 + seeds)); "
+        "paired bootstrap 95% CI of the restoration"
+    )
     v.n = rates[treated[0]["name"]]["n"]
     v.conditions = [treated[0]["name"], steered[0]["name"], f"{len(nulls)} x {finding['null']}"]
     if not null:
