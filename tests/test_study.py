@@ -120,6 +120,7 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
     page = (out / "report.html").read_text()
     assert page.index("Verdicts") < page.index("Headline conditions") < page.index("Plots")
     assert page.count("<img") >= 5
+    assert "The sweep mode (first_token) vs the generated reply's label" in page  # the spec's sweep mode, by role
     assert (out / "manifest.json").is_file() and (out / "completions.jsonl").is_file()
     # a second run of the same command does nothing new
     db = sqlite3.connect(out / "run.sqlite")

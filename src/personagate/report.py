@@ -22,6 +22,7 @@ from personagate.experiments.results import (
     mode_agreement,
     outcomes,
     screening_agreement,
+    spec_value,
     summarise,
 )
 from personagate.experiments.store import RunStore
@@ -222,12 +223,13 @@ def _condition_table(rows: Sequence[dict[str, Any]], compact: bool = False) -> s
 def _agreements(store: RunStore) -> str:
     esc = html.escape
     parts = []
-    screened = mode_agreement(store)
+    sweep = str(spec_value(store, "generation", "sweep", "first_token"))
+    screened = mode_agreement(store, sweep)
     if screened:
         cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(screened.items()))
         parts.append(
-            "<p>Screening (the reply's first tokens, by the detector) vs the generated reply's label, same "
-            f"prompts and program, by role: {cells}</p>"
+            f"<p>The sweep mode ({esc(sweep)}) vs the generated reply's label, the same arm measured both ways "
+            f"on the same prompts, by role: {cells}</p>"
         )
     screening = screening_agreement(store)
     if screening:

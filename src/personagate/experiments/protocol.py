@@ -250,7 +250,7 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
     for window in layout.windows:
         is_late = window == layout.late
         # the late window's null carries a verdict; the others (and the natural arm's) only draw a band
-        n_seeds = spec.windows.random_seeds if is_late else spec.windows.side_seeds
+        n_seeds = spec.windows.random_seeds if is_late else spec.windows.side_seeds if resample == 0 else 0
         natural_seeds = spec.windows.side_seeds if spec.windows.natural and is_late and resample == 0 else 0
         ablate = Ablate("persona", Window(*window))
         common = {"axis": float(window[0]), "window": window, "resample": resample}
@@ -289,8 +289,6 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                     )
                 )
         for seed in range(max(n_seeds, natural_seeds)):  # interleaved: neighbours share a batch
-            if resample != 0 and not is_late:
-                continue
             random = Ablate(f"random-{seed}", Window(*window))
             if seed < n_seeds:
                 out.append(

@@ -200,7 +200,7 @@ def judge_agreement(store: RunStore) -> dict[str, tuple[int, int]]:
     return out
 
 
-def mode_agreement(store: RunStore, screen: str = "screen") -> dict[str, tuple[int, int]]:
+def mode_agreement(store: RunStore, screen: str) -> dict[str, tuple[int, int]]:
     """Per role measured both ways on the same prompts (the headline arms and their references):
     (prompts where the ``screen``-mode decision equals the generated reply's label being refuse, prompts)."""
     conditions = store.conditions()

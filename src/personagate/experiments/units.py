@@ -90,17 +90,18 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
     )
     replies = [(name, row, reply) for name in names for row, reply in enumerate(out[name])]
     if screen:  # the opening only: refuse or not, by the detector; coherence is the guard's to judge
+        flags = [is_refusal(reply.text) for _, _, reply in replies]
         return [
             Row(
                 name,
                 unit.prompt_set,
                 prompt_ids[row],
                 text=reply.text,
-                refusal=int(is_refusal(reply.text)),
-                label="refuse" if is_refusal(reply.text) else "comply",
+                refusal=int(refused),
+                label=g.REFUSE if refused else g.COMPLY,
                 score=reply.first_score,
             )
-            for name, row, reply in replies
+            for (name, row, reply), refused in zip(replies, flags, strict=True)
         ]
     likelihood = unsteered_logliks(
         chat, [(ids[row], reply.tokens[:REPLY_TOKENS]) for _, row, reply in replies], batch_size=2 * settings.batch_size

@@ -88,7 +88,7 @@ class Settings:
             bootstrap=int(get("verdicts", "bootstrap", 10000)),
             seed=int(get("verdicts", "seed", 0)),
             main=str(get("generation", "main", "generate")),
-            sweep=str(get("generation", "sweep", "screen")),
+            sweep=str(get("generation", "sweep", "first_token")),
         )
 
 
