@@ -178,9 +178,9 @@ def main() -> None:
 def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int, workers: int) -> None:
     """The grid cut into work units (as the study runner cuts it: a chunk of prompts x the conditions),
     computed in this process and on a pool of Ray actors, side by side; and one tiny unit's round trip."""
-    from personagate.experiments.executors import InProcess
-    from personagate.experiments.ray_pool import PoolConfig, RayPool
-    from personagate.experiments.units import Settings, Unit, cut
+    from personagate.experiments.execution.executors import InProcess
+    from personagate.experiments.execution.ray_pool import PoolConfig, RayPool
+    from personagate.experiments.execution.units import Settings, Unit, cut
     from personagate.scoring.coherence import CoherenceRule
 
     programs = [(name, 0, program.to_table()) for name, program in grid(d, chat.n_layers, bind=False).items()]

@@ -62,8 +62,8 @@ def sample(run_dir: Path, per_group: int, seed: int) -> None:
 def _requests(run_dir: Path) -> dict[tuple[str, int], str]:
     """The request texts, re-derived from the run's spec (the store keeps prompt ids, not texts)."""
     sys.path.insert(0, str(HERE.parent / "src"))
-    from personagate.experiments.spec import StudySpec
-    from personagate.experiments.splits import split_prompts
+    from personagate.experiments.design.spec import StudySpec
+    from personagate.experiments.design.splits import split_prompts
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     spec_data = manifest["spec"]

@@ -14,7 +14,7 @@ import torch
 
 from personagate import Direction
 from personagate.cli import main
-from personagate.experiments.store import RunStore
+from personagate.experiments.storage.store import RunStore
 
 from tiny import tiny_model
 

@@ -7,18 +7,18 @@ import pytest
 import torch
 
 from personagate import Direction, PersonagateError
-from personagate.experiments import groups as g
-from personagate.experiments.protocol import (
-    Layout,
+from personagate.experiments.design import names as g
+from personagate.experiments.design.names import Group, Role
+from personagate.experiments.design.layout import Layout, sliding
+from personagate.experiments.design.protocol import (
     reintroduce_family,
     resample_conditions,
-    sliding,
     validation_conditions,
 )
-from personagate.experiments.protocol import (
+from personagate.experiments.design.protocol import (
     main_conditions as build_test_conditions,
 )
-from personagate.experiments.spec import StudySpec
+from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Clamp
 
 
@@ -66,9 +66,9 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
     names = [c.name for c in conditions]
     assert len(names) == len(set(names))
     groups = {c.group for c in conditions}
-    for group in (g.BASELINE, g.PERSONA, g.SANITY, g.STYLE, g.RANDOM_ADD, g.NATURAL, g.PERSONA_WINDOW):
+    for group in (Group.BASELINE, Group.PERSONA, Group.SANITY, Group.STYLE, Group.RANDOM_ADD, Group.NATURAL, Group.PERSONA_WINDOW):
         assert group in groups
-    for group in (g.PROJECTION_ONLY, g.NATURAL_WINDOW, g.RANDOM_WINDOW, g.POSITIVE_CONTROL, g.REINTRODUCE, g.MEDIATION):
+    for group in (Group.PROJECTION_ONLY, Group.NATURAL_WINDOW, Group.RANDOM_WINDOW, Group.POSITIVE_CONTROL, Group.REINTRODUCE, Group.MEDIATION):
         assert group in groups
     late_random = [c for c in conditions if c.role == "random_late_window" and c.resample == 0]
     assert len(late_random) == s.windows.random_seeds >= 20
@@ -76,9 +76,9 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
         if window != layout.late:
             side = [c for c in conditions if c.role == "random_window" and c.window == window]
             assert len(side) == s.windows.side_seeds < s.windows.random_seeds
-    assert len([c for c in conditions if c.group == g.NATURAL_RANDOM_WINDOW]) == s.windows.side_seeds
-    assert all(c.prompts == g.HARMFUL_VAL for c in conditions if c.group == g.PERSONA_SWEEP)  # choices on validation
-    natural = [c for c in conditions if c.group == g.NATURAL]
+    assert len([c for c in conditions if c.group == Group.NATURAL_RANDOM_WINDOW]) == s.windows.side_seeds
+    assert all(c.prompts == g.HARMFUL_VAL for c in conditions if c.group == Group.PERSONA_SWEEP)  # choices on validation
+    natural = [c for c in conditions if c.group == Group.NATURAL]
     assert natural and all(c.system == "compliant" and len(c.ops) == 0 for c in natural)
 
 
@@ -99,7 +99,7 @@ def test_mediation_clamps_refusal_at_the_last_prompt_token_to_the_baseline_value
     s = StudySpec.load()
     layout = Layout.of(s, 24)
     values = [float(i) for i in range(24)]
-    mediation = [c for c in build_test_conditions(s, layout, 4.0, values) if c.group == g.MEDIATION]
+    mediation = [c for c in build_test_conditions(s, layout, 4.0, values) if c.group == Group.MEDIATION]
     assert len(mediation) == len(layout.windows)
     clamp = mediation[0].ops.ops[1]
     assert isinstance(clamp, Clamp) and clamp.value == tuple(values) and clamp.scope == "last"
@@ -109,7 +109,7 @@ def test_conditions_bind_their_directions_by_key():
     directions = {name: Direction(torch.randn(4, 8), name=name) for name in ("persona", "refusal-selected")}
     s = StudySpec.load()
     layout = Layout(4, 1, (2, 4), ((2, 4),), (0, 1, 2, 3), (0, 1), (2, 4))
-    condition = next(c for c in build_test_conditions(s, layout, 2.0, [0.0] * 4) if c.group == g.REFUSAL_ABLATED)
+    condition = next(c for c in build_test_conditions(s, layout, 2.0, [0.0] * 4) if c.group == Group.REFUSAL_ABLATED)
     program = condition.program(directions)
     assert isinstance(program.ops[0], Ablate) and program.ops[0].direction is directions["refusal-selected"]
     assert condition.ops.ops[0].direction == "refusal-selected"  # the condition itself stays unbound

@@ -59,7 +59,7 @@ def test_the_sanity_arm_equals_the_baseline_up_to_rounding():
 
     sys.path.insert(0, str(Path(__file__).parent))
     from personagate import steer
-    from personagate.experiments.protocol import persona_op
+    from personagate.experiments.design.protocol import persona_op
     from personagate.interventions import Program
 
     from tiny import tiny_model

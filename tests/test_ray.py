@@ -103,7 +103,7 @@ def test_two_workers_give_the_single_process_summary_cell_for_cell(cluster, stud
 
 
 def test_a_killed_worker_loses_and_doubles_nothing(cluster, study, tmp_path, monkeypatch):
-    from personagate.experiments import ray_pool
+    from personagate.experiments.execution import ray_pool
 
     pools: list[ray_pool.RayPool] = []
     original = ray_pool.RayPool.__init__

@@ -7,18 +7,21 @@ import subprocess
 
 import pytest
 
-from personagate.experiments.store import Row, RunStore
+from laid_out import LAYOUT, record
+from personagate.experiments.analysis.results import Results
+from personagate.experiments.design.names import Role
+from personagate.experiments.storage.records import Row
+from personagate.experiments.storage.store import RunStore
 from personagate.report import write_report
 
 PAYLOAD = "<script>document.title='PWNED';document.body.setAttribute('data-pwned','1')</script><b>bold?</b>"
 
 
-def make_store(path):
+def make_results(path) -> Results:
     store = RunStore(path)
     store.start({"model": "tiny <b>model</b>", "spec": {"scoring": {"max_nll_delta": 0.5}}}, ("model",))
-    store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate", {"role": "baseline"})
-    meta = {"role": "persona"}
-    store.add_condition("persona x2", 1, "persona", 2.0, None, "add 2 x persona at layer 1", "generate", meta)
+    store.add_condition(record("baseline", Role.BASELINE))
+    store.add_condition(record("persona x2", Role.PERSONA, axis=2.0, position=1))
     store.write_rows(
         [
             Row("baseline", "harmful", 0, PAYLOAD, 0, label="comply"),
@@ -29,12 +32,13 @@ def make_store(path):
     )
     store.write_readout("baseline", [[0.1, 0.5, 0.9], [0.2, 0.4, 1.1]])
     store.set_fact("persona_coeff", 2.0)
-    return store
+    store.set_fact("layout", LAYOUT)
+    with store:
+        return Results.of(store)
 
 
 def test_report_escapes_model_output(tmp_path):
-    with make_store(tmp_path) as store:
-        text = write_report(store).read_text()
+    text = write_report(make_results(tmp_path)).read_text()
     assert PAYLOAD not in text
     assert "&lt;script&gt;document.title=" in text and "tiny &lt;b&gt;model&lt;/b&gt;" in text
     assert text.count("<script") == 0
@@ -46,8 +50,7 @@ def _chromium() -> str | None:
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium: apt-get install chromium (.ci/run does) to run this")
 def test_report_in_headless_chromium_shows_script_as_text(tmp_path):
-    with make_store(tmp_path) as store:
-        page = write_report(store)
+    page = write_report(make_results(tmp_path))
     profile = tmp_path / "profile"
     result = subprocess.run(
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from personagate import PersonagateError
-from personagate.experiments.spec import QUICK, StudySpec
+from personagate.experiments.design.spec import QUICK, StudySpec
 
 
 def load(tmp_path, body: str) -> StudySpec:
@@ -79,9 +79,24 @@ def test_quick_overrides_and_file_overrides(tmp_path):
         ("[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'vibes'\n", "findings\\[0\\].rule"),
         ("[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'decrease'\n", "needs 'treated'"),
         (
-            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'equivalent'\ntreated = 'a'\n"
-            "reference = 'b'\nrequires = 'y'\n",
-            "requires 'y'",
+            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'equivalent'\ntreated = 'persona'\n"
+            "reference = 'baseline'\nrequires = 'y'\n",
+            "requires 'y', which is not declared",
+        ),
+        (
+            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'equivalent'\ntreated = 'persna'\nreference = 'baseline'\n",
+            "findings\\[0\\].treated: unknown role 'persna'",
+        ),
+        (
+            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'equivalent'\ntreated = 'persona'\n"
+            "reference = 'baseline'\nrequires = 'x'\n",
+            "'x' requires itself",
+        ),
+        (
+            "[[findings]]\nid = 'x'\nclaim = 'c'\nrule = 'decrease'\ntreated = 'persona'\nreference = 'baseline'\n"
+            "requires = 'y'\n[[findings]]\nid = 'y'\nclaim = 'c'\nrule = 'decrease'\ntreated = 'persona'\n"
+            "reference = 'baseline'\nrequires = 'x'\n",
+            "requires 'y', after it",
         ),
     ],
 )

@@ -7,13 +7,17 @@ import sqlite3
 import pytest
 
 from personagate import PersonagateError
-from personagate.experiments.store import Row, RunStore
+from laid_out import record
+from personagate.experiments.design.names import Group, Role
+from personagate.experiments.storage.records import EMPTY_PROGRAM, Row, StoredCondition
+from personagate.experiments.storage.store import RunStore
 
 
 def test_rows_round_trip_and_a_batch_is_all_or_nothing(tmp_path):
     with RunStore(tmp_path / "run") as store:
-        store.add_condition("baseline", 0, "baseline", None, None, "no intervention", "generate")
-        store.add_condition("baseline", 5, "other", 1.0, 2, "ignored: first one wins", "first_token")
+        first = StoredCondition("baseline", Group.BASELINE, Role.BASELINE, "generate", "no intervention", EMPTY_PROGRAM)
+        store.add_condition(first)
+        store.add_condition(record("baseline", Role.PERSONA, "first_token", position=5, axis=1.0, seed=2))
         store.write_rows(
             [
                 Row("baseline", "harmful", 0, text="No.", refusal=1, label="refuse"),
@@ -28,17 +32,8 @@ def test_rows_round_trip_and_a_batch_is_all_or_nothing(tmp_path):
             [r.prompt_set for r in rows] == ["harmful", "neutral"] and rows[1].loglik == -2.5 and rows[1].score is None
         )
         assert rows[0].label == "refuse"
-        assert store.conditions() == [
-            {
-                "name": "baseline",
-                "position": 0,
-                "group": "baseline",
-                "x": None,
-                "seed": None,
-                "description": "no intervention",
-                "mode": "generate",
-            }
-        ]
+        assert store.conditions() == [first]  # typed, and the first record under a name wins
+        assert store.conditions()[0].role is Role.BASELINE and store.conditions()[0].program == {"ops": []}
 
 
 def test_resume_checks_identity(tmp_path):
@@ -64,7 +59,7 @@ def test_a_killed_run_whose_rows_are_still_in_the_write_ahead_log_can_be_reporte
 
     store = RunStore(tmp_path / "run")
     store.start({"spec": {}}, ("spec",))
-    store.add_condition("baseline", 0, "baseline", None, None, "none", "generate")
+    store.add_condition(record("baseline", Role.BASELINE))
     store.write_rows([Row("baseline", "harmful", 0, text="No.", refusal=1)])
     copy = tmp_path / "copy"  # what a SIGKILL leaves: the database, its -wal and -shm, never checkpointed
     shutil.copytree(tmp_path / "run", copy)

@@ -20,7 +20,7 @@ import torch
 
 from personagate import Direction, PersonagateError
 from personagate.cli import main
-from personagate.experiments.spec import StudySpec
+from personagate.experiments.design.spec import StudySpec
 
 from tiny import tiny_model
 

@@ -52,9 +52,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from personagate.experiments.spec import StudySpec
+    from personagate.experiments.design.spec import StudySpec
     from personagate.experiments.study import run_study as run
-    from personagate.report import rebuild
+    from personagate.report import write_report
 
     spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
@@ -62,7 +62,7 @@ def run_study(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")
-    run_dir = run(
+    results = run(
         spec,
         out,
         model=model,
@@ -71,31 +71,30 @@ def run_study(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         gpus_per_worker=args.gpus_per_worker,
     )
-    rebuild(run_dir)
-    print(f"wrote {run_dir / 'summary.csv'} and {run_dir / 'report.html'}")
+    write_report(results)
+    print(f"wrote {results.path / 'summary.csv'} and {results.path / 'report.html'}")
     return 0
 
 
 def report(args: argparse.Namespace) -> int:
-    from personagate.experiments.store import RunStore
     from personagate.outputs import check_output_dir
-    from personagate.report import markdown, rebuild, save_plots
+    from personagate.report import load_results, markdown, rebuild, save_plots
 
     if args.plots:
         check_output_dir(args.plots, "--plots")
+    results = load_results(args.run_dir)  # computed once: exports, report, markdown and plots share it
     # status on stderr, so that `report --markdown > results.md` holds the markdown alone
-    print(f"wrote {rebuild(args.run_dir)}", file=sys.stderr)
+    print(f"wrote {rebuild(results)}", file=sys.stderr)
     if args.markdown:
-        with RunStore(args.run_dir, create=False) as store:
-            print(markdown(store))
+        print(markdown(results))
     if args.plots:
-        for path in save_plots(args.run_dir, args.plots):
+        for path in save_plots(results, args.plots):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def print_spec(args: argparse.Namespace) -> int:
-    from personagate.experiments.spec import default_spec_text
+    from personagate.experiments.design.spec import default_spec_text
 
     print(default_spec_text(), end="")
     return 0

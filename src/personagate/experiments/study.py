@@ -13,12 +13,13 @@ from typing import Any
 import torch
 
 from personagate._version import __version__
-from personagate.experiments.protocol import Layout
-from personagate.experiments.results import export
-from personagate.experiments.runner import StudyRunner
-from personagate.experiments.spec import StudySpec
-from personagate.experiments.splits import PromptSplits, split_prompts
-from personagate.experiments.store import RunStore
+from personagate.experiments.analysis.exports import write_exports
+from personagate.experiments.analysis.results import Results
+from personagate.experiments.design.layout import Layout
+from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.design.splits import PromptSplits, split_prompts
+from personagate.experiments.execution.runner import StudyRunner
+from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
 from personagate.outputs import check_output_dir
 
@@ -55,18 +56,19 @@ def run_study(
     workers: int = 0,
     ray_address: str | None = None,
     gpus_per_worker: float = 0.0,
-) -> Path:
-    """Run (or resume) the study in ``out`` and write summary.csv and completions.jsonl.
+) -> Results:
+    """Run (or resume) the study in ``out``, write summary.csv, verdicts.csv and completions.jsonl, and
+    return the results (computed once from the store; the report takes them).
 
     Every check that needs no weights runs first (spec, prompts, layer count, the output folder, and,
     for a resumed run, that it is the same study); the weights' fingerprint is checked once loaded.
     With ``workers`` the measurements go to a pool of Ray actors (one model replica each; this
     process keeps the store and makes the directions). The HTML report is the next module's job
-    (``personagate.report.rebuild(out)``; the CLI does both).
+    (``personagate.report.write_report(results)``; the CLI does both).
     """
     model_id, _, splits = prepare(spec, model)
     if workers:
-        from personagate.experiments.ray_pool import import_ray
+        from personagate.experiments.execution.ray_pool import import_ray
 
         import_ray()  # a missing extra is one line, before anything loads
     out = Path(out)
@@ -113,7 +115,7 @@ def run_study(
         if resumed and progress:
             print(f"personagate: resuming the run in {store.path}", file=sys.stderr)
         if workers:
-            from personagate.experiments.ray_pool import PoolConfig, RayPool
+            from personagate.experiments.execution.ray_pool import PoolConfig, RayPool
 
             config = PoolConfig(
                 model_id,
@@ -126,10 +128,11 @@ def run_study(
             executor = RayPool(config)
         StudyRunner(spec, chat, store, splits, progress, executor).run()
         store.set_fact("seconds_last_session", time.perf_counter() - started)
-        export(store)
+        results = Results.of(store)
+        write_exports(results)
     finally:
         if executor is not None:
             executor.close()
         if store is not None:
             store.close()
-    return out
+    return results

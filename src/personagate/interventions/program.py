@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,9 +78,21 @@ class Program:
     def to_table(self) -> dict[str, Any]:
         return {"ops": [op.to_table() for op in self.ops]}
 
+    def identity(self) -> str:
+        """A stable hash of the table form: two programs that edit the same sites in the same way with
+        the same direction references share it, whatever their words (which change with wording, and
+        never decide what a program is). 16 hex digits of SHA-256 over canonical JSON."""
+        return program_identity(self.to_table())
+
     @classmethod
     def from_table(cls, table: Any, where: str) -> Program:
         table = checks.table(table, where)
         checks.known_keys(table, ("ops",), where)
         ops = checks.listing(table.get("ops", []), f"{where}: ops")
         return cls([op_from_table(t, f"{where}: ops[{i}]") for i, t in enumerate(ops)])
+
+
+def program_identity(table: dict[str, Any]) -> str:
+    """The identity of a program given by its table form (see ``Program.identity``)."""
+    text = json.dumps(table, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

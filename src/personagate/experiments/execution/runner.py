@@ -17,17 +17,20 @@ from tqdm.auto import tqdm
 
 from personagate.directions import Direction, cosine_by_layer
 from personagate.errors import PersonagateError
-from personagate.experiments import groups as g
-from personagate.experiments import protocol
-from personagate.experiments.conditions import Condition
-from personagate.experiments.executors import Executor, InProcess
-from personagate.experiments.results import condition_rates, guard_deltas
-from personagate.experiments.spec import StudySpec
-from personagate.experiments.splits import PromptSplits
-from personagate.experiments.store import RunStore
-from personagate.experiments.units import Kind, Unit, cut
-from personagate.experiments.units import Settings as UnitSettings
-from personagate.experiments.vectors import VectorMaker
+from personagate.experiments.analysis.measurements import Measurements
+from personagate.experiments.design import names as g
+from personagate.experiments.design import protocol
+from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.layout import Layout
+from personagate.experiments.design.names import Group, Role
+from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.design.splits import PromptSplits
+from personagate.experiments.execution.executors import Executor, InProcess
+from personagate.experiments.execution.units import Kind, Unit, cut
+from personagate.experiments.execution.units import Settings as UnitSettings
+from personagate.experiments.execution.vectors import VectorMaker
+from personagate.experiments.storage.records import StoredCondition
+from personagate.experiments.storage.store import RunStore
 from personagate.extraction import PersonaSet, find_refusal_tokens, projections_by_layer
 from personagate.interventions import Program
 from personagate.models.loading import ChatModel
@@ -86,7 +89,7 @@ class StudyRunner:
         key = (prompt_set, system)
         if key not in self._ids:
             texts = self.texts(prompt_set)
-            if system == "default":
+            if system == g.DEFAULT_SYSTEM:
                 fmt = ChatFormatter(self.chat.tokenizer)
                 self._ids[key] = [fmt.encode(t) for t in texts]
             else:
@@ -112,12 +115,11 @@ class StudyRunner:
         if len(set(names)) != len(names):
             repeated = next(n for n in names if names.count(n) > 1)
             raise PersonagateError(f"two conditions are both named {repeated!r}; the spec lays out the same arm twice")
-        known = {c["name"] for c in self.store.conditions()}
+        known = {c.name for c in self.store.conditions()}
         position = len(known)
         for c in conditions:
             if c.name not in known:
-                description = c.describe(self.n_layers)
-                self.store.add_condition(c.name, position, c.group, c.axis, c.seed, description, c.mode, c.meta())
+                self.store.add_condition(StoredCondition.of(c, position, self.n_layers))
                 position += 1
 
     def measure(self, conditions: Sequence[Condition], desc: str) -> None:
@@ -170,15 +172,11 @@ class StudyRunner:
         return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH)
 
     def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:
-        """One guard per distinct program (description and resample): conditions sharing a program share it."""
-        guarded = {
-            (c["description"], c["resample"])
-            for c in self.store.conditions()
-            if self.store.done_ids(c["name"], g.NEUTRAL)
-        }
+        """One guard per distinct program (identity and resample): conditions sharing a program share it."""
+        guarded = {(c.identity, c.resample) for c in self.store.conditions() if self.store.done_ids(c.name, g.NEUTRAL)}
         todo: dict[tuple[str, int], Condition] = {}
         for c in conditions:
-            key = (c.describe(self.n_layers), c.resample)
+            key = (c.ops.identity(), c.resample)
             if c.guard and key not in guarded and key not in todo:
                 todo[key] = c
         items = [(i, tuple(context), tuple(scored)) for i, (context, scored) in enumerate(self.neutral_items())]
@@ -215,14 +213,14 @@ class StudyRunner:
     def choose_coefficient(self, sweep: Sequence[Condition]) -> float:
         """On the validation prompts: the strongest suppression among coherent coefficients (guard within
         its limit, few incoherent replies); ties go to the smaller coefficient."""
-        rates = condition_rates(self.store)
-        deltas = guard_deltas(self.store)
+        measured = Measurements.of(self.store)
+        rates, deltas = measured.rates, measured.guard
         limit, max_incoherent = self.spec.scoring.max_nll_delta, self.spec.verdicts.max_incoherent
         coherent = [
-            c for c in sweep if deltas.get(c.name, 0.0) <= limit and rates[c.name]["incoherent_rate"] <= max_incoherent
+            c for c in sweep if deltas.get(c.name, 0.0) <= limit and rates[c.name].incoherent_rate <= max_incoherent
         ]
         pool = coherent or sorted(sweep, key=lambda c: float(c.axis or 0))[:1]
-        best = min(pool, key=lambda c: (rates[c.name]["refusal_rate"], float(c.axis or 0)))
+        best = min(pool, key=lambda c: (rates[c.name].refusal_rate, float(c.axis or 0)))
         rule = "strongest coherent suppression on validation" if coherent else "no coherent coefficient; the smallest"
         self.store.set_fact("persona_coeff", best.axis)
         self.store.set_fact("persona_coeff_rule", rule)
@@ -247,8 +245,8 @@ class StudyRunner:
 
     def run(self) -> None:
         spec, n_layers = self.spec, self.n_layers
-        layout = protocol.Layout.of(spec, n_layers)
-        self.store.set_fact("layout", dataclasses.asdict(layout))
+        layout = Layout.of(spec, n_layers)
+        self.store.set_fact("layout", layout.to_fact())
         self.learn_refusal_tokens()
         assert self.refusal_tokens is not None
         maker = VectorMaker(spec, self.chat, self.store, self.splits, self.refusal_tokens, self.progress)
@@ -257,14 +255,14 @@ class StudyRunner:
 
         validation = protocol.validation_conditions(spec, layout)
         self.measure(validation, "validation")
-        coeff = self.choose_coefficient([c for c in validation if c.group == g.PERSONA_SWEEP])
+        coeff = self.choose_coefficient([c for c in validation if c.group == Group.PERSONA_SWEEP])
 
-        baseline = Condition("baseline", g.BASELINE, Program(), spec.generation.main, role="baseline")
+        baseline = Condition("baseline", Group.BASELINE, Role.BASELINE, Program(), spec.generation.main)
         self.readout([baseline])
         projection = torch.tensor(self.store.readout()["baseline"]).mean(dim=1).tolist()  # [layer]
         conditions = protocol.main_conditions(spec, layout, coeff, projection)
         self.measure(conditions, "test")
-        roles = ("persona", "natural", "persona_late_window")
+        roles = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
         self.readout([c for c in conditions if c.role in roles and c.mode == spec.generation.main])
 
         for index, resample in enumerate(spec.directions.resamples[1:], start=1):
@@ -281,7 +279,3 @@ def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, str], list[C
     for c in conditions:
         out.setdefault((c.prompts, c.system), []).append(c)
     return out
-
-
-def _chunks(n: int, size: int) -> list[list[int]]:
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]

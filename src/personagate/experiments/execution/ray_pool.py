@@ -19,8 +19,8 @@ from typing import Any
 
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.experiments.store import Row
-from personagate.experiments.units import Settings, Unit, compute
+from personagate.experiments.execution.units import Settings, Unit, compute
+from personagate.experiments.storage.records import Row
 
 # A failed actor is probed until it answers (Ray restarts it and it loads the model again).
 PROBES, PROBE_WAIT = 120, 1.0

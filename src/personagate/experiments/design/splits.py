@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from personagate.errors import PersonagateError
-from personagate.experiments.spec import StudySpec
+from personagate.experiments.design.spec import StudySpec
 
 
 @dataclass

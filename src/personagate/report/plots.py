@@ -1,5 +1,5 @@
-"""The report's figures, from a run's summary and readout: every rate with its 95% interval as a shaded
-band (a null as the band its random seeds span), and the incoherent share on every plot.
+"""The report's figures, from a run's results: every rate with its 95% interval as a shaded band (a
+null as the band its random seeds span), and the incoherent share on every plot.
 
 Each function returns ``(caption, png bytes)`` or None when the run has no data for it.
 """
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from personagate.experiments import groups as g
+from personagate.experiments.analysis.results import Results
+from personagate.experiments.analysis.summary import ConditionSummary
+from personagate.experiments.design.names import Group, Role
 from personagate.stats import bootstrap_mean_ci
 
 Figure = tuple[str, bytes]
@@ -40,32 +42,29 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _band(ax: Any, rows: Sequence[dict[str, Any]], label: str, style: str = "o-", color: str | None = None) -> None:
+def _band(ax: Any, rows: Sequence[ConditionSummary], label: str, style: str = "o-", color: str | None = None) -> None:
     """A rate curve with its Wilson band, and the incoherent share (dotted) or guard failures (x)."""
-    xs = [float(r["x"]) for r in rows]
-    line = ax.plot(xs, [r["refusal_rate"] for r in rows], style, ms=4, label=label, color=color)[0]
-    ax.fill_between(xs, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.18, color=line.get_color())
-    if any(r["mode"] == "generate" for r in rows):
-        ax.plot(
-            xs, [r["incoherent_rate"] for r in rows], ":", color=line.get_color(), lw=1, label=f"{label}: incoherent"
-        )
-    flagged = [r for r in rows if "guard" in r["flags"]]
+    xs = [float(r.condition.axis or 0) for r in rows]
+    line = ax.plot(xs, [r.refusal_rate for r in rows], style, ms=4, label=label, color=color)[0]
+    bands = [r.rates.refuse.interval for r in rows]
+    ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], alpha=0.18, color=line.get_color())
+    if any(r.condition.mode == "generate" for r in rows):
+        incoherent = [r.rates.incoherent_rate for r in rows]
+        ax.plot(xs, incoherent, ":", color=line.get_color(), lw=1, label=f"{label}: incoherent")
+    flagged = [(x, r.refusal_rate) for x, r in zip(xs, rows, strict=True) if "guard" in r.flags]
     if flagged:
-        ax.plot(
-            [float(r["x"]) for r in flagged], [r["refusal_rate"] for r in flagged], "x", color="tab:red", ms=9, mew=2
-        )
+        ax.plot([f[0] for f in flagged], [f[1] for f in flagged], "x", color="tab:red", ms=9, mew=2)
 
 
-def _level(ax: Any, row: dict[str, Any] | None, label: str, color: str, style: str) -> None:
-    if row is not None and math.isfinite(row["refusal_rate"]):
-        ax.axhline(
-            row["refusal_rate"], color=color, ls=style, lw=1, label=f"{label} {row['refusal_rate']:.0%} ({row['mode']})"
-        )
-        ax.axhspan(row["ci_low"], row["ci_high"], color=color, alpha=0.07)
+def _level(ax: Any, row: ConditionSummary | None, label: str, color: str, style: str) -> None:
+    if row is not None and math.isfinite(row.refusal_rate):
+        rate = row.refusal_rate
+        ax.axhline(rate, color=color, ls=style, lw=1, label=f"{label} {rate:.0%} ({row.condition.mode})")
+        ax.axhspan(*row.rates.refuse.interval, color=color, alpha=0.07)
 
 
-def _find(summary: Sequence[dict[str, Any]], role: str, mode: str, resample: int = 0) -> dict[str, Any] | None:
-    return next((r for r in summary if r["role"] == role and r["mode"] == mode and r["resample"] == resample), None)
+def _by_axis(rows: Sequence[ConditionSummary]) -> list[ConditionSummary]:
+    return sorted(rows, key=lambda r: float(r.condition.axis or 0))
 
 
 def _finish(ax: Any, fig: Any, caption: str) -> Figure:
@@ -74,35 +73,36 @@ def _finish(ax: Any, fig: Any, caption: str) -> Figure:
     return caption, _png(fig)
 
 
-def persona_sweep(summary: Sequence[dict[str, Any]]) -> Figure | None:
-    rows = sorted((r for r in summary if r["group"] == g.PERSONA_SWEEP), key=lambda r: r["x"])
+def persona_sweep(results: Results) -> Figure | None:
+    rows = _by_axis(results.of_group(Group.PERSONA_SWEEP))
     if not rows:
         return None
     fig, ax = _figure(
         "Persona coefficient on the validation prompts", "coefficient (x persona difference in means)", "rate"
     )
     _band(ax, rows, "refusal")
-    base = next((r for r in summary if r["condition"] == "baseline [val]"), None)
+    prompts = rows[0].condition.prompts
+    base = next((s for s in results.of_group(Group.BASELINE) if s.condition.prompts == prompts), None)
     _level(ax, base, "baseline", "k", "--")
     ax.set_xscale("log", base=2)
     guard = ax.twinx()
-    guard.plot([r["x"] for r in rows], [r["nll_delta"] for r in rows], "s--", color="tab:gray", ms=3)
+    guard.plot([r.condition.axis for r in rows], [r.nll_delta for r in rows], "s--", color="tab:gray", ms=3)
     guard.set_ylabel("guard: NLL increase (nats/token)", color="tab:gray", fontsize=8)
     return _finish(
         ax, fig, "Choosing the persona coefficient: refusal, incoherent share and the coherence guard, on validation."
     )
 
 
-def reintroduction(summary: Sequence[dict[str, Any]]) -> Figure | None:
-    rows = [r for r in summary if r["group"] == g.REINTRODUCE and r["resample"] == 0]
+def reintroduction(results: Results) -> Figure | None:
+    rows = results.of_group(Group.REINTRODUCE)
     if not rows:
         return None
     fig, ax = _figure("Refusal direction added back at one layer, under persona steering", "layer", "refusal rate")
-    for dose in sorted({r["dose"] for r in rows}):
-        _band(ax, sorted((r for r in rows if r["dose"] == dose), key=lambda r: r["x"]), f"dose x{dose:g}")
-    mode = rows[0]["mode"]
-    _level(ax, _find(summary, "baseline", mode), "baseline", "k", "--")
-    _level(ax, _find(summary, "persona", mode), "persona", "tab:red", ":")
+    for dose in sorted({float(r.condition.dose or 0) for r in rows}):
+        _band(ax, _by_axis([r for r in rows if float(r.condition.dose or 0) == dose]), f"dose x{dose:g}")
+    mode = rows[0].condition.mode
+    _level(ax, results.find(Role.BASELINE, mode), "baseline", "k", "--")
+    _level(ax, results.find(Role.PERSONA, mode), "persona", "tab:red", ":")
     return _finish(
         ax,
         fig,
@@ -110,30 +110,27 @@ def reintroduction(summary: Sequence[dict[str, Any]]) -> Figure | None:
     )
 
 
-def windows(summary: Sequence[dict[str, Any]]) -> Figure | None:
-    persona = sorted(
-        (r for r in summary if r["group"] == g.PERSONA_WINDOW and r["resample"] == 0 and r["mode"] != "generate"),
-        key=lambda r: r["x"],
-    )
+def windows(results: Results) -> Figure | None:
+    persona = _by_axis([r for r in results.of_group(Group.PERSONA_WINDOW) if r.condition.mode != "generate"])
     if not persona:
         return None
-    mode = persona[0]["mode"]
+    mode = persona[0].condition.mode
     fig, ax = _figure(
         "Persona projected out of windows downstream of the injection", "window start (block)", "refusal rate"
     )
     _band(ax, persona, "persona steering - persona", color="tab:blue")
     for group, label, color in (
-        (g.PROJECTION_ONLY, "unsteered - persona", "tab:green"),
-        (g.NATURAL_WINDOW, "natural persona - persona", "tab:purple"),
+        (Group.PROJECTION_ONLY, "unsteered - persona", "tab:green"),
+        (Group.NATURAL_WINDOW, "natural persona - persona", "tab:purple"),
     ):
-        rows = sorted((r for r in summary if r["group"] == group and r["mode"] == mode), key=lambda r: r["x"])
+        rows = _by_axis([r for r in results.of_group(group, resample=None) if r.condition.mode == mode])
         if rows:
             _band(ax, rows, label, "s-", color=color)
-    randoms = [r for r in summary if r["group"] == g.RANDOM_WINDOW and r["resample"] == 0]
+    randoms = results.of_group(Group.RANDOM_WINDOW)
     if randoms:
         by_x: dict[float, list[float]] = {}
         for r in randoms:
-            by_x.setdefault(float(r["x"]), []).append(r["refusal_rate"])
+            by_x.setdefault(float(r.condition.axis or 0), []).append(r.refusal_rate)
         xs = sorted(by_x)
         low = [_quantile(by_x[x], 0.05) for x in xs]
         high = [_quantile(by_x[x], 0.95) for x in xs]
@@ -141,8 +138,8 @@ def windows(summary: Sequence[dict[str, Any]]) -> Figure | None:
         seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         ax.fill_between(xs, low, high, color="tab:gray", alpha=0.3, label=f"matched random (5-95%, {seeds} seeds)")
         ax.plot(xs, [_quantile(by_x[x], 0.5) for x in xs], color="tab:gray", lw=1)
-    _level(ax, _find(summary, "baseline", mode), "baseline", "k", "--")
-    _level(ax, _find(summary, "persona", mode), "persona", "tab:red", ":")
+    _level(ax, results.find(Role.BASELINE, mode), "baseline", "k", "--")
+    _level(ax, results.find(Role.PERSONA, mode), "persona", "tab:red", ":")
     return _finish(
         ax, fig, "Windows: the persona direction vs matched random directions projected out (shaded: the null)."
     )
@@ -171,7 +168,7 @@ def mediation(shares: Sequence[tuple[float, float, float, float]]) -> Figure | N
     return "Mediation: how much of the persona effect on refusal the clamp removes, by window.", _png(fig)
 
 
-def readout(projections: dict[str, list[list[float]]]) -> Figure | None:
+def readout(projections: Mapping[str, list[list[float]]]) -> Figure | None:
     if not projections:
         return None
     fig, ax = _figure("Projection on each layer's refusal direction (test prompts, last token)", "layer", "projection")

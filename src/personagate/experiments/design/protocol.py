@@ -10,77 +10,15 @@ specificity controls, mediation by clamping. Protocol v1 is the same code under 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from personagate.errors import PersonagateError
-from personagate.experiments import groups as g
-from personagate.experiments.conditions import Condition
-from personagate.experiments.groups import Mode
-from personagate.experiments.spec import StudySpec
+from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.layout import Layout
+from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMFUL_VAL, Group, Mode, Role
+from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Clamp, Program, Window
 
 STYLES = ("pirate", "butler", "scientist")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where things sit in this model: everything the conditions need that the spec leaves to the model."""
-
-    n_layers: int
-    injection: int
-    late: tuple[int, int]
-    windows: tuple[tuple[int, int], ...]
-    reintroduce_layers: tuple[int, ...]
-    early: tuple[int, int]
-    late_layers: tuple[int, int]
-
-    @classmethod
-    def of(cls, spec: StudySpec, n_layers: int) -> Layout:
-        injection = spec.persona_layer(n_layers)
-        late = _blocks(spec.windows.late, n_layers)
-        allow = spec.windows.contain_injection
-        if not allow and late[0] <= injection < late[1]:
-            raise PersonagateError(
-                f"windows.late {spec.windows.late} = blocks [{late[0]}, {late[1]}) contains the injection layer "
-                f"{injection}; move one of them, or set windows.contain_injection = true"
-            )
-        width = StudySpec.blocks(spec.windows.width, n_layers)
-        stride = StudySpec.blocks(spec.windows.stride, n_layers)
-        first = injection + 1 if spec.windows.placement == "downstream" else 0
-        windows = [w for w in sliding(first, n_layers, width, stride) if allow or not w[0] <= injection < w[1]]
-        if late not in windows:
-            windows.append(late)
-        if not windows:
-            raise PersonagateError(
-                f"no projection window fits after the injection layer {injection} of {n_layers} blocks; "
-                "inject earlier (persona.layer) or narrow windows.width"
-            )
-        layers = tuple(range(0, n_layers, spec.reintroduce.layer_stride))
-        return cls(
-            n_layers=n_layers,
-            injection=injection,
-            late=late,
-            windows=tuple(sorted(set(windows))),
-            reintroduce_layers=layers,
-            early=_blocks(spec.reintroduce.early, n_layers),
-            late_layers=_blocks(spec.reintroduce.late, n_layers),
-        )
-
-
-def _blocks(text: str, n_layers: int) -> tuple[int, int]:
-    blocks = Window.parse(text).resolve(n_layers)
-    return blocks.start, blocks.stop
-
-
-def sliding(first: int, n_layers: int, width: int, stride: int) -> list[tuple[int, int]]:
-    """Windows of ``width`` blocks from ``first`` every ``stride`` blocks; the last reaches the final block."""
-    width = min(width, n_layers - first)
-    if width < 1:
-        return []
-    starts = list(range(first, n_layers - width + 1, stride))
-    if not starts or starts[-1] + width < n_layers:
-        starts.append(n_layers - width)
-    return [(s, s + width) for s in starts]
 
 
 def _span(window: tuple[int, int]) -> str:
@@ -97,16 +35,16 @@ def persona_op(coeff: float, layer: int) -> Add:
 def validation_conditions(spec: StudySpec, layout: Layout) -> list[Condition]:
     """Baseline and the persona coefficient sweep on the validation prompts (the choice of coefficient)."""
     main = spec.generation.main
-    out = [Condition("baseline [val]", g.BASELINE, Program(), main, role="baseline", prompts=g.HARMFUL_VAL)]
+    out = [Condition("baseline [val]", Group.BASELINE, Role.BASELINE, Program(), main, prompts=HARMFUL_VAL)]
     for coeff in spec.persona.coeffs:
         out.append(
             Condition(
                 f"persona x{coeff:g} [val]",
-                g.PERSONA_SWEEP,
+                Group.PERSONA_SWEEP,
+                Role.PERSONA_SWEEP,
                 Program([persona_op(coeff, layout.injection)]),
                 main,
-                role="persona_sweep",
-                prompts=g.HARMFUL_VAL,
+                prompts=HARMFUL_VAL,
                 axis=coeff,
             )
         )
@@ -124,80 +62,82 @@ def main_conditions(
     with the headline conditions they are compared with measured that way too."""
     main, sweep = spec.generation.main, spec.generation.sweep
 
-    def mode(role: str) -> Mode:
+    def mode(role: Role) -> Mode:
         return main if role in spec.generation.generate_roles else sweep
 
     p, late = layout.injection, layout.late
     steer = persona_op(coeff, p)
     base = f"persona x{coeff:g}"
     out: list[Condition] = [
-        Condition("baseline", g.BASELINE, Program(), mode("baseline"), role="baseline", over_refusal=True),
+        Condition("baseline", Group.BASELINE, Role.BASELINE, Program(), mode(Role.BASELINE), over_refusal=True),
         Condition(
             "refusal ablated",
-            g.REFUSAL_ABLATED,
+            Group.REFUSAL_ABLATED,
+            Role.REFUSAL_ABLATED,
             Program([Ablate("refusal-selected", Window(0, layout.n_layers))]),
-            mode("refusal_ablated"),
-            role="refusal_ablated",
+            mode(Role.REFUSAL_ABLATED),
             over_refusal=True,
         ),
-        Condition(base, g.PERSONA, Program([steer]), mode("persona"), role="persona", axis=coeff, over_refusal=True),
+        Condition(
+            base, Group.PERSONA, Role.PERSONA, Program([steer]), mode(Role.PERSONA), axis=coeff, over_refusal=True
+        ),
         Condition(
             f"{base}, injection removed again",
-            g.SANITY,
+            Group.SANITY,
+            Role.SANITY,
             Program([steer, persona_op(-coeff, p)]),
             sweep,
-            role="sanity",
         ),
     ]
     if spec.persona.styles:
         for style in STYLES:
             op = Add(f"style-{style}", coeff, p)  # style vectors are scaled to the persona vector's norm at p
             name = f"{style} persona at the norm of {base}"
-            out.append(Condition(name, g.STYLE, Program([op]), mode("style"), role="style"))
+            out.append(Condition(name, Group.STYLE, Role.STYLE, Program([op]), mode(Role.STYLE)))
     for seed in spec.persona.random_adds:
         op = Add(f"random-add-{seed}", coeff, p)
         name = f"random vector {seed} at the norm of {base}"
-        out.append(Condition(name, g.RANDOM_ADD, Program([op]), mode("random_add"), role="random_add", seed=seed))
+        out.append(Condition(name, Group.RANDOM_ADD, Role.RANDOM_ADD, Program([op]), mode(Role.RANDOM_ADD), seed=seed))
     if spec.windows.natural:
         out.append(
             Condition(
                 "natural persona",
-                g.NATURAL,
+                Group.NATURAL,
+                Role.NATURAL,
                 Program(),
-                mode("natural"),
-                role="natural",
-                system="compliant",
+                mode(Role.NATURAL),
+                system=COMPLIANT_SYSTEM,
                 over_refusal=True,
             )
         )
     # the late window in the main mode (the window sweep measures every window, this one included, screened)
     ablate_late = Ablate("persona", Window(*late))
     common = {"axis": float(late[0]), "window": late}
-    if main != sweep and mode("persona_late_window") == main:
+    if main != sweep and mode(Role.PERSONA_LATE_WINDOW) == main:
         out.append(
             Condition(
                 f"{base} - persona in {_span(late)}",
-                g.PERSONA_WINDOW,
+                Group.PERSONA_WINDOW,
+                Role.PERSONA_LATE_WINDOW,
                 Program([steer, ablate_late]),
                 main,
-                role="persona_late_window",
                 over_refusal=True,
                 **common,
             )
         )
-    if main != sweep and mode("projection_only_late") == main:
+    if main != sweep and mode(Role.PROJECTION_ONLY_LATE) == main:
         name = f"- persona in {_span(late)} (unsteered)"
         program = Program([ablate_late])
-        out.append(Condition(name, g.PROJECTION_ONLY, program, main, role="projection_only_late", **common))
-    if spec.windows.natural and main != sweep and mode("natural_late_window") == main:
+        out.append(Condition(name, Group.PROJECTION_ONLY, Role.PROJECTION_ONLY_LATE, program, main, **common))
+    if spec.windows.natural and main != sweep and mode(Role.NATURAL_LATE_WINDOW) == main:
         out.append(
             Condition(
                 f"natural persona - persona in {_span(late)}",
-                g.NATURAL_WINDOW,
+                Group.NATURAL_WINDOW,
+                Role.NATURAL_LATE_WINDOW,
                 Program([ablate_late]),
                 main,
-                role="natural_late_window",
-                system="compliant",
+                system=COMPLIANT_SYSTEM,
                 **common,
             )
         )
@@ -205,19 +145,19 @@ def main_conditions(
         out.append(
             Condition(
                 f"{base} - injected vector in {_span(late)}",
-                g.POSITIVE_CONTROL,
+                Group.POSITIVE_CONTROL,
+                Role.POSITIVE_CONTROL,
                 Program([steer, Ablate("injected", Window(*late))]),
-                mode("positive_control"),
-                role="positive_control",
+                mode(Role.POSITIVE_CONTROL),
                 window=late,
             )
         )
     # the sweep mode: references, then the sweeps and the nulls
     if sweep != main:
-        for condition in [c for c in out if c.role in ("baseline", "persona", "natural") and c.mode == main]:
+        for condition in [c for c in out if c.role in (Role.BASELINE, Role.PERSONA, Role.NATURAL) and c.mode == main]:
             out.append(
                 replace(
-                    condition, name=f"{condition.name} [{sweep}]", group=g.REFERENCE, mode=sweep, over_refusal=False
+                    condition, name=f"{condition.name} [{sweep}]", group=Group.REFERENCE, mode=sweep, over_refusal=False
                 )
             )
     out += window_sweep(spec, layout, coeff, resample=0)
@@ -228,10 +168,10 @@ def main_conditions(
             out.append(
                 Condition(
                     f"{base}, refusal clamped to baseline in {_span(window)}",
-                    g.MEDIATION,
+                    Group.MEDIATION,
+                    Role.MEDIATION,
                     Program([steer, clamp]),
                     sweep,
-                    role="mediation",
                     axis=window[0],
                     window=window,
                 )
@@ -258,10 +198,10 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
             out.append(
                 Condition(
                     f"{base} - persona in {_span(window)}{suffix} [{sweep}]",
-                    g.PERSONA_WINDOW,
+                    Group.PERSONA_WINDOW,
+                    Role.PERSONA_LATE_WINDOW if is_late else Role.PERSONA_WINDOW,
                     Program([steer, ablate]),
                     sweep,
-                    role="persona_late_window" if is_late else "persona_window",
                     **common,
                 )
             )
@@ -269,10 +209,10 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
             out.append(
                 Condition(
                     f"- persona in {_span(window)} (unsteered) [{sweep}]",
-                    g.PROJECTION_ONLY,
+                    Group.PROJECTION_ONLY,
+                    Role.PROJECTION_ONLY_LATE if is_late else Role.PROJECTION_ONLY,
                     Program([ablate]),
                     sweep,
-                    role="projection_only_late" if is_late else "projection_only",
                     **common,
                 )
             )
@@ -280,11 +220,11 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                 out.append(
                     Condition(
                         f"natural persona - persona in {_span(window)} [{sweep}]",
-                        g.NATURAL_WINDOW,
+                        Group.NATURAL_WINDOW,
+                        Role.NATURAL_LATE_WINDOW if is_late else Role.NATURAL_WINDOW,
                         Program([ablate]),
                         sweep,
-                        role="natural_late_window" if is_late else "natural_window",
-                        system="compliant",
+                        system=COMPLIANT_SYSTEM,
                         **common,
                     )
                 )
@@ -294,10 +234,10 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                 out.append(
                     Condition(
                         f"{base} - random-{seed} in {_span(window)}{suffix}",
-                        g.RANDOM_WINDOW,
+                        Group.RANDOM_WINDOW,
+                        Role.RANDOM_LATE_WINDOW if is_late else Role.RANDOM_WINDOW,
                         Program([steer, random]),
                         sweep,
-                        role="random_late_window" if is_late else "random_window",
                         seed=seed,
                         **common,
                     )
@@ -306,11 +246,11 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                 out.append(
                     Condition(
                         f"natural persona - random-{seed} in {_span(window)}",
-                        g.NATURAL_RANDOM_WINDOW,
+                        Group.NATURAL_RANDOM_WINDOW,
+                        Role.NATURAL_RANDOM_LATE_WINDOW,
                         Program([random]),
                         sweep,
-                        role="natural_random_late_window",
-                        system="compliant",
+                        system=COMPLIANT_SYSTEM,
                         seed=seed,
                         **common,
                     )
@@ -335,10 +275,10 @@ def reintroduce_family(
             out.append(
                 Condition(
                     f"{base} + refusal @ {layer} x{scale:g}{suffix}",
-                    g.REINTRODUCE,
+                    Group.REINTRODUCE,
+                    Role.REINTRODUCE,
                     Program([steer, op]),
                     spec.generation.sweep,
-                    role="reintroduce",
                     axis=float(layer),
                     dose=scale,
                     resample=resample,
@@ -355,10 +295,10 @@ def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample:
     out = [
         Condition(
             f"persona x{coeff:g} [r{resample}] [{sweep}]",
-            g.REFERENCE,
+            Group.REFERENCE,
+            Role.PERSONA,
             Program([steer]),
             sweep,
-            role="persona",
             resample=resample,
             axis=coeff,
         )
@@ -367,10 +307,10 @@ def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample:
         out.append(
             Condition(
                 f"persona x{coeff:g} - injected vector in {_span(layout.late)} [r{resample}] [{sweep}]",
-                g.POSITIVE_CONTROL,
+                Group.POSITIVE_CONTROL,
+                Role.POSITIVE_CONTROL,
                 Program([steer, Ablate("injected", Window(*layout.late))]),
                 sweep,
-                role="positive_control",
                 resample=resample,
                 window=layout.late,
             )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from personagate.directions import Direction
-from personagate.experiments import groups as g
-from personagate.experiments.store import Row
+from personagate.experiments.design import names as g
+from personagate.experiments.storage.records import Row
 from personagate.generation import generate_grid, next_token_logits_grid
 from personagate.interventions import Program
 from personagate.likelihood import continuation_logliks, mean_loglik, unsteered_logliks

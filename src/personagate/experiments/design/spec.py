@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,11 +19,11 @@ from typing import Any, Literal
 
 from personagate import checks
 from personagate.errors import PersonagateError
-from personagate.experiments.groups import HEADLINE_ROLES
-from personagate.experiments.spec_sections import (
+from personagate.experiments.design.findings import Finding, build_findings
+from personagate.experiments.design.names import HEADLINE_ROLES
+from personagate.experiments.design.spec_sections import (
     SECTIONS,
     DirectionsSection,
-    Finding,
     GenerationSection,
     ModelSection,
     PersonaSection,
@@ -31,7 +32,6 @@ from personagate.experiments.spec_sections import (
     ScoringSection,
     VerdictsSection,
     WindowsSection,
-    build_findings,
     build_section,
 )
 from personagate.interventions.windows import Window
@@ -120,10 +120,28 @@ class StudySpec:
         spec.check_static()
         return spec
 
+    @classmethod
+    def from_manifest(cls, recorded: Mapping[str, Any], source: str = "") -> StudySpec:
+        """The spec a run recorded in its manifest (``to_dict``), read back for its analysis: keys an
+        older run did not record take the defaults of ``study.toml`` (written there once, nowhere
+        else); files and devices are not checked (the run may have been made on another machine)."""
+        if not isinstance(recorded, Mapping):
+            raise PersonagateError("the run's manifest records no spec; it was not written by personagate")
+        protocol = str(recorded.get("protocol", "v2"))
+        if protocol not in PROTOCOLS:
+            raise PersonagateError(f"the run's manifest names an unknown protocol {protocol!r}")
+        data = tomllib.loads(default_spec_text())
+        if protocol != "v2":
+            _merge(data, tomllib.loads(protocol_text(protocol)), f"protocol {protocol}")
+        _merge(data, {k: v for k, v in recorded.items() if k != "protocol"}, "the run's recorded spec")
+        sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
+        findings = build_findings(data.get("findings", []))
+        return cls(**sections, findings=findings, protocol=protocol, base=Path.cwd(), source=source)
+
     def to_dict(self) -> dict[str, Any]:
         """The sections as plain tables (what the manifest records and a resume compares)."""
         out: dict[str, Any] = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
-        out["findings"] = [dataclasses.asdict(f) for f in self.findings]
+        out["findings"] = [f.to_table() for f in self.findings]
         out["protocol"] = self.protocol
         return out
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from personagate.directions import Direction, matched_random_direction, random_direction
-from personagate.experiments.spec import StudySpec
-from personagate.experiments.splits import PromptSplits
-from personagate.experiments.store import RunStore
+from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.design.splits import PromptSplits
+from personagate.experiments.storage.store import RunStore
 from personagate.extraction import (
     PersonaSet,
     RefusalSelection,

@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from personagate import checks
 from personagate.errors import PersonagateError
-from personagate.experiments.groups import Mode
+from personagate.experiments.design.names import Mode
 
 POSITIVE = {"minimum": 1}  # field metadata: an integer of at least 1
 NON_NEGATIVE = {"minimum": 0}
@@ -124,30 +124,6 @@ class VerdictsSection:
     seed: int = field(metadata=NON_NEGATIVE)
 
 
-RULES = ("decrease", "equivalent", "late_not_early", "exceeds_null")
-_RULE_KEYS = {
-    "decrease": ("treated", "reference"),
-    "equivalent": ("treated", "reference"),
-    "late_not_early": ("family", "reference"),
-    "exceeds_null": ("treated", "null", "baseline"),
-}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One claim of the paper as a rule the run computes: which roles, which statistic (see ``verdicts``)."""
-
-    id: str
-    claim: str
-    rule: Literal["decrease", "equivalent", "late_not_early", "exceeds_null"]
-    treated: str = ""
-    reference: str = ""
-    family: str = ""
-    null: str = ""
-    baseline: str = ""
-    requires: str = ""
-
-
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "prompts": PromptsSection,
@@ -159,33 +135,6 @@ SECTIONS: dict[str, type] = {
     "scoring": ScoringSection,
     "verdicts": VerdictsSection,
 }
-
-
-def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
-    """The declared rules, each checked for the keys its rule needs; ids unique, ``requires`` known."""
-    out: list[Finding] = []
-    keys = [f.name for f in dataclasses.fields(Finding)]
-    for index, table in enumerate(tables):
-        where = f"findings[{index}]"
-        table = checks.table(table, where)
-        checks.known_keys(table, keys, where)
-        values = {k: checks.string(v, f"{where}.{k}") for k, v in table.items()}
-        for key in ("id", "claim", "rule"):
-            if not values.get(key):
-                raise PersonagateError(f"{where}: '{key}' is required")
-        if values["rule"] not in RULES:
-            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(RULES)}")
-        for key in _RULE_KEYS[values["rule"]]:
-            if not values.get(key):
-                raise PersonagateError(f"{where}: rule {values['rule']!r} needs '{key}'")
-        out.append(Finding(**values))  # type: ignore[arg-type]
-    ids = [f.id for f in out]
-    for finding in out:
-        if ids.count(finding.id) > 1:
-            raise PersonagateError(f"findings: id {finding.id!r} is used twice")
-        if finding.requires and finding.requires not in ids:
-            raise PersonagateError(f"findings: {finding.id!r} requires {finding.requires!r}, which is not declared")
-    return tuple(out)
 
 
 def build_section(cls: type, values: dict[str, Any], section: str) -> Any:

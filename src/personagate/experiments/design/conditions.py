@@ -1,6 +1,6 @@
 """A condition of a study, as data: a name, a group, a role, a program of ops, and how it is measured.
 
-Ops name their direction by key (``refusal``, ``persona``, ``matched-3``...), so a condition can be
+Ops name their direction by key (``refusal``, ``persona``, ``random-3``...), so a condition can be
 listed, stored and described before the directions exist; ``program(directions)`` binds the keys
 to the directions of the condition's resample.
 """
@@ -8,11 +8,9 @@ to the directions of the condition's resample.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from personagate.directions import Direction
-from personagate.experiments import groups
-from personagate.experiments.groups import Mode
+from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL, Group, Mode, Role
 from personagate.interventions import Program
 
 
@@ -20,19 +18,19 @@ from personagate.interventions import Program
 class Condition:
     """One arm of the study.
 
-    ``role`` names what a verdict rule refers to (``baseline``, ``persona``, ``persona_late_window``...);
+    ``role`` names what a verdict rule refers to (``Role.BASELINE``, ``Role.PERSONA_LATE_WINDOW``...);
     ``prompts`` the prompt set it is measured on (the test split, or the validation split for a
     choice); ``system`` which system prompt frames the prompts (``default``, or ``compliant`` for
     the natural-persona arm: the compliant personas in turn); ``axis`` places it on its sweep's plot.
     """
 
     name: str
-    group: str
+    group: Group
+    role: Role
     ops: Program
     mode: Mode
-    role: str = ""
-    prompts: str = groups.HARMFUL
-    system: str = "default"
+    prompts: str = HARMFUL
+    system: str = DEFAULT_SYSTEM
     resample: int = 0
     axis: float | None = None
     seed: int | None = None
@@ -46,15 +44,3 @@ class Condition:
 
     def describe(self, n_layers: int | None = None) -> str:
         return self.ops.summary(n_layers)
-
-    def meta(self) -> dict[str, Any]:
-        """What the store keeps beside the columns (for results, verdicts and the report)."""
-        return {
-            "role": self.role,
-            "prompts": self.prompts,
-            "system": self.system,
-            "resample": self.resample,
-            "dose": self.dose,
-            "window": list(self.window) if self.window else None,
-            "over_refusal": self.over_refusal,
-        }

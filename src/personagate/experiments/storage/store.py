@@ -15,11 +15,11 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from personagate.errors import PersonagateError
+from personagate.experiments.storage.records import Row, StoredCondition
 from personagate.outputs import check_output_dir
 
 SCHEMA = """
@@ -37,29 +37,6 @@ CREATE TABLE IF NOT EXISTS readout (condition TEXT NOT NULL, layer INTEGER NOT N
     value REAL NOT NULL, PRIMARY KEY (condition, layer, prompt_id));
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-@dataclass(frozen=True)
-class Row:
-    """One (condition, prompt) measurement.
-
-    A generated reply has ``text``, the detector's ``refusal`` flag, its three-way ``label``
-    (refuse / comply / incoherent), ``score`` (the first-token refusal margin, free from the
-    prefill) and ``loglik`` (its mean per-token log-likelihood under the unsteered model). A
-    first-token row has ``score`` and ``refusal`` (score > 0: greedy decoding would start with a
-    refusal token) only. A ``neutral`` row (coherence guard)
-    holds in ``loglik`` the mean per-token log-likelihood of a neutral passage under the condition.
-    """
-
-    condition: str
-    prompt_set: str
-    prompt_id: int
-    text: str | None = None
-    refusal: int | None = None
-    label: str | None = None
-    score: float | None = None
-    loglik: float | None = None
-    judge: int | None = None  # the optional judge's refusal flag for a generated reply
 
 
 TABLES = {"manifest", "conditions", "rows", "readout", "facts"}
@@ -169,30 +146,17 @@ class RunStore:
 
     # --- conditions and rows ----------------------------------------------------------------------
 
-    def add_condition(
-        self,
-        name: str,
-        position: int,
-        group: str,
-        axis: float | None,
-        seed: int | None,
-        description: str,
-        mode: str,
-        meta: dict[str, Any] | None = None,
-    ) -> None:
+    def add_condition(self, condition: StoredCondition) -> None:
+        """Record a condition; one already recorded under its name keeps its first record."""
         with self.db:
-            self.db.execute(
-                "INSERT OR IGNORE INTO conditions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, position, group, axis, seed, description, mode, json.dumps(meta or {})),
-            )
+            self.db.execute("INSERT OR IGNORE INTO conditions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", condition.columns())
 
-    def conditions(self) -> list[dict[str, Any]]:
-        """Every condition in the order it was added: its columns plus the fields of its ``meta``."""
+    def conditions(self) -> list[StoredCondition]:
+        """Every condition in the order it was added."""
         cur = self.db.execute(
             "SELECT name, position, grp, x, seed, description, mode, meta FROM conditions ORDER BY position"
         )
-        keys = ("name", "position", "group", "x", "seed", "description", "mode")
-        return [{**json.loads(row[-1]), **dict(zip(keys, row[:-1], strict=True))} for row in cur]
+        return [StoredCondition.from_columns(*row) for row in cur]
 
     def done_ids(self, condition: str, prompt_set: str) -> set[int]:
         cur = self.db.execute(

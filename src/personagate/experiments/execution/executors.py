@@ -1,7 +1,7 @@
 """Who computes the work units: this process (the default), or a pool of Ray actors (``--workers``).
 
 An executor takes units and yields ``(unit, rows)`` as each finishes; the driver writes the rows.
-The in-process executor is a loop; the Ray one lives in ``personagate.experiments.ray_pool`` and is
+The in-process executor is a loop; the Ray one lives in ``personagate.experiments.execution.ray_pool`` and is
 imported only when asked for.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from personagate.directions import Direction
-from personagate.experiments.store import Row
-from personagate.experiments.units import Settings, Unit, compute
+from personagate.experiments.execution.units import Settings, Unit, compute
+from personagate.experiments.storage.records import Row
 from personagate.models.loading import ChatModel
 
 

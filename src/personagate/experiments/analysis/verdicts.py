@@ -1,0 +1,52 @@
+"""Verdicts computed from rules the spec declared before the run: reproduced, not reproduced, or
+inconclusive, with the numbers behind each.
+
+Every comparison pairs conditions prompt by prompt (they share the test prompts): exact McNemar and a
+paired bootstrap interval for a difference, paired TOST for "equal within the margin", Holm within a
+family of sweeps, an empirical p-value over random seeds for a control. A condition that is not
+coherent (its guard over the limit, or too many incoherent replies) cannot carry a verdict, and a
+verdict on fewer prompts than ``min_n`` is inconclusive (underpowered), whatever its numbers say.
+
+Verdicts are computed twice: the main ones (resample 0, verdict-carrying conditions in the main
+mode), and per resample of the directions in the sweep mode (like with like), for robustness. The
+rules themselves live in ``analysis.rules``, one module each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from personagate.experiments.analysis.measurements import Measurements
+from personagate.experiments.analysis.rules import RULES
+from personagate.experiments.analysis.scope import Scope
+from personagate.experiments.analysis.verdict import INCONCLUSIVE, REPRODUCED, Verdict
+from personagate.experiments.design.layout import Layout
+from personagate.experiments.design.spec import StudySpec
+
+
+def compute_verdicts(
+    measurements: Measurements, spec: StudySpec, layout: Layout | None, resamples: Sequence[int]
+) -> tuple[Verdict, ...]:
+    """The main verdicts, then one set per resample of the directions (sweep mode)."""
+    if not spec.findings:
+        return ()
+    main, sweep, min_n = spec.generation.main, spec.generation.sweep, spec.verdicts.min_n
+    scopes = [Scope(measurements, spec, layout, 0, (main, sweep), "main")]
+    for index, seed in enumerate(resamples or [0]):
+        scopes.append(Scope(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
+    out: list[Verdict] = []
+    for scope in scopes:
+        done: dict[str, Verdict] = {}
+        for finding in spec.findings:
+            verdict = RULES[finding.rule].compute(scope, finding)
+            required = done.get(finding.requires)
+            if required is not None and required.outcome != REPRODUCED and verdict.outcome == REPRODUCED:
+                verdict.outcome = INCONCLUSIVE
+                verdict.detail = f"requires {required.finding!r}, which is {required.outcome}; " + verdict.detail
+            if 0 < verdict.n < min_n:  # said even when the numbers are inconclusive anyway
+                pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
+                verdict.detail = f"underpowered (n={verdict.n} < {min_n}{pointing}); " + verdict.detail
+                verdict.outcome = INCONCLUSIVE
+            done[finding.id] = verdict
+            out.append(verdict)
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""The study's design: the spec, the names of its roles and groups, the protocol's conditions, the splits."""

@@ -1,0 +1,80 @@
+"""The ``[[findings]]`` of a spec: each claim of the paper as a rule the run computes, declared before
+the run and checked in full before any model loads: the rule exists (the registry of
+``analysis.rules``), it names every role it needs and each is a role the protocol lays out, ids are
+unique, and a finding ``requires`` only one declared before it (so there is no cycle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from personagate import checks
+from personagate.errors import PersonagateError
+from personagate.experiments.analysis.rules import RULES
+from personagate.experiments.design.names import Role
+
+ROLE_KEYS = ("treated", "reference", "family", "null", "baseline")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim as a rule: which roles it compares (see the rule's module in ``analysis.rules``)."""
+
+    id: str
+    claim: str
+    rule: str
+    treated: Role | None = None
+    reference: Role | None = None
+    family: Role | None = None
+    null: Role | None = None
+    baseline: Role | None = None
+    requires: str = ""
+
+    def role(self, key: str) -> Role:
+        """The role under ``key``; the spec check guarantees every key the rule needs is set."""
+        value = getattr(self, key)
+        if not isinstance(value, Role):
+            raise PersonagateError(f"finding {self.id!r} names no {key}")  # unreachable after build_findings
+        return value
+
+    def to_table(self) -> dict[str, Any]:
+        """Its TOML table (roles as words, unset keys left out): what the manifest records."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+        return {k: str(v) for k, v in out.items()}
+
+
+def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
+    """The declared rules, each checked against the rule registry and the protocol's roles."""
+    out: list[Finding] = []
+    keys = [f.name for f in dataclasses.fields(Finding)]
+    for index, table in enumerate(tables):
+        where = f"findings[{index}]"
+        table = checks.table(table, where)
+        checks.known_keys(table, keys, where)
+        values = {k: checks.string(v, f"{where}.{k}") for k, v in table.items()}
+        for key in ("id", "claim", "rule"):
+            if not values.get(key):
+                raise PersonagateError(f"{where}: '{key}' is required")
+        rule = RULES.get(values["rule"])
+        if rule is None:
+            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(sorted(RULES))}")
+        for key in rule.needs:
+            if not values.get(key):
+                raise PersonagateError(f"{where}: rule {rule.name!r} needs '{key}'")
+        roles = {k: Role.parse(values[k], f"{where}.{k}") for k in ROLE_KEYS if values.get(k)}
+        plain = {k: v for k, v in values.items() if k not in ROLE_KEYS}
+        out.append(Finding(**plain, **roles))  # type: ignore[arg-type]
+    seen: set[str] = set()
+    for finding in out:
+        if finding.id in seen:
+            raise PersonagateError(f"findings: id {finding.id!r} is used twice")
+        if finding.requires == finding.id:
+            raise PersonagateError(f"findings: {finding.id!r} requires itself")
+        if finding.requires and finding.requires not in seen:
+            declared = any(f.id == finding.requires for f in out)
+            where = "after it; declare it first" if declared else "which is not declared"
+            raise PersonagateError(f"findings: {finding.id!r} requires {finding.requires!r}, {where}")
+        seen.add(finding.id)
+    return tuple(out)

@@ -1,0 +1,113 @@
+"""The names every stage shares, written once: condition groups, roles, measurement modes, prompt sets
+and outcomes (no torch behind them).
+
+Groups and roles are string enums: a member *is* its value (``Role.BASELINE == "baseline"``), prints
+as it, and is stored and exported as it, so the store, the CSV exports and ``study.toml`` keep plain
+words while the code never spells one twice.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from personagate.errors import PersonagateError
+
+
+class Name(str, Enum):
+    """A str enum that prints as its value (``f"{Role.BASELINE}"`` is ``baseline`` on every Python)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def parse(cls, value: str, where: str) -> Name:
+        """The member named ``value``, or the package's one-line error listing the known ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise PersonagateError(f"{where}: unknown {cls.__name__.lower()} {value!r}; use one of {known}") from None
+
+
+class Group(Name):
+    """The arms of the protocol: a plot or a table section each."""
+
+    BASELINE = "baseline"
+    REFUSAL_ABLATED = "refusal_ablated"
+    PERSONA_SWEEP = "persona_sweep"  # the coefficient sweep, on the validation prompts
+    PERSONA = "persona"  # persona steering at the chosen coefficient
+    SANITY = "sanity"  # the injected vector removed again at the injection site: must equal baseline
+    STYLE = "style"  # non-compliant personas injected at the same norm (specificity of finding 1)
+    RANDOM_ADD = "random_add"  # random vectors added at the persona vector's norm
+    NATURAL = "natural"  # the compliant system prompts themselves, no vector
+    REFERENCE = "reference"  # a headline condition measured the way the sweeps are
+    REINTRODUCE = "reintroduce"  # refusal direction added back: layer x dose
+    PERSONA_WINDOW = "persona_window"  # persona steering, persona projected out of a window
+    PROJECTION_ONLY = "projection_only"  # the same projection on the unsteered model
+    NATURAL_WINDOW = "natural_window"  # natural persona, persona projected out of a window
+    RANDOM_WINDOW = "random_window"  # persona steering, a matched random direction projected out
+    NATURAL_RANDOM_WINDOW = "natural_random_window"
+    POSITIVE_CONTROL = "positive_control"  # the injected vector itself projected out of the late window
+    MEDIATION = "mediation"  # refusal's projection clamped to its baseline value in a window
+
+
+class Role(Name):
+    """What a verdict rule (a ``[[findings]]`` entry) and the report refer to a condition by."""
+
+    BASELINE = "baseline"
+    REFUSAL_ABLATED = "refusal_ablated"
+    PERSONA_SWEEP = "persona_sweep"
+    PERSONA = "persona"
+    SANITY = "sanity"
+    STYLE = "style"
+    RANDOM_ADD = "random_add"
+    NATURAL = "natural"
+    REINTRODUCE = "reintroduce"
+    PERSONA_WINDOW = "persona_window"
+    PERSONA_LATE_WINDOW = "persona_late_window"
+    PROJECTION_ONLY = "projection_only"
+    PROJECTION_ONLY_LATE = "projection_only_late"
+    NATURAL_WINDOW = "natural_window"
+    NATURAL_LATE_WINDOW = "natural_late_window"
+    RANDOM_WINDOW = "random_window"
+    RANDOM_LATE_WINDOW = "random_late_window"
+    NATURAL_RANDOM_LATE_WINDOW = "natural_random_late_window"
+    POSITIVE_CONTROL = "positive_control"
+    MEDIATION = "mediation"
+
+
+# generate: the reply, labelled three ways; screen: its first few tokens, refuse or not by the
+# detector (validated against generate: benchmarks/RESULTS.md); first_token: the refusal-token score.
+Mode = Literal["generate", "screen", "first_token"]
+MODES: tuple[Mode, ...] = ("generate", "screen", "first_token")
+
+# Prompt sets a condition is measured on.
+HARMFUL = "harmful"  # the test split
+HARMFUL_VAL = "harmful_val"  # the validation split: choices only
+SAFE = "safe"  # over-refusal
+NEUTRAL = "neutral"  # coherence guard passages
+
+# System prompts a condition's prompts are framed by.
+DEFAULT_SYSTEM = "default"  # the model's own default persona
+COMPLIANT_SYSTEM = "compliant"  # the compliant personas in turn (the natural-persona arm)
+
+# Outcomes of a generated reply.
+REFUSE, COMPLY, INCOHERENT = "refuse", "comply", "incoherent"
+
+# The headline arms (by role) that a spec may have generated rather than screened, in report order.
+HEADLINE_ROLES: tuple[Role, ...] = (
+    Role.BASELINE,
+    Role.REFUSAL_ABLATED,
+    Role.PERSONA,
+    Role.STYLE,
+    Role.RANDOM_ADD,
+    Role.NATURAL,
+    Role.PERSONA_LATE_WINDOW,
+    Role.PROJECTION_ONLY_LATE,
+    Role.NATURAL_LATE_WINDOW,
+    Role.POSITIVE_CONTROL,
+)

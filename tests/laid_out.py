@@ -1,0 +1,86 @@
+"""Run stores laid out by hand, for tests of what is computed from a store (verdicts, exports, report):
+conditions as typed records, outcomes per prompt, the spec's sections as the manifest records them."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from personagate.experiments.analysis.results import Results
+from personagate.experiments.design import names as g
+from personagate.experiments.design.names import Group, Mode, Role
+from personagate.experiments.storage.records import Row, StoredCondition
+from personagate.experiments.storage.store import RunStore
+from personagate.interventions.program import program_identity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SHIPPED = tomllib.loads(resources.files("personagate").joinpath("data/study.toml").read_text())
+SWEEP: Mode = SHIPPED["generation"]["sweep"]  # the mode the nulls and sweeps are measured in
+LAYOUT = {
+    "n_layers": 24,
+    "injection": 6,
+    "late": [16, 24],
+    "windows": [[7, 15], [16, 24]],
+    "reintroduce_layers": [0, 4, 8, 12, 16, 20],
+    "early": [0, 8],
+    "late_layers": [16, 24],
+}
+
+
+def pattern(refusing: int, n: int = 100, first: int = 0) -> list[int]:
+    """Prompts first .. first + refusing - 1 refuse (so one pattern's refusals nest inside a larger one's)."""
+    return [int(first <= i < first + refusing) for i in range(n)]
+
+
+def record(name: str, role: Role, mode: Mode = "generate", group: Group | None = None, **fields) -> StoredCondition:
+    """A stored condition whose program identity is its name (every laid-out arm is its own program)."""
+    return StoredCondition(
+        name=name,
+        group=group or default_group(role),
+        role=role,
+        mode=mode,
+        description=name,
+        identity=program_identity({"name": name}),
+        **fields,
+    )
+
+
+def default_group(role: Role) -> Group:
+    """The group the protocol puts a role in (the late-window roles sit in their window's group)."""
+    return Group(role.value.replace("_late", ""))
+
+
+class LaidOut:
+    """Arms as (record, outcomes); ``store`` writes them with the shipped spec's verdict settings."""
+
+    def __init__(self) -> None:
+        self.arms: list[tuple[StoredCondition, list[int]]] = []
+
+    def add(self, name: str, role: Role, outcomes: list[int], mode: Mode = "generate", **fields) -> LaidOut:
+        self.arms.append((record(name, role, mode, **fields), outcomes))
+        return self
+
+    def store(self, path: Path, incoherent: dict[str, int] | None = None, findings: list | None = None) -> RunStore:
+        store = RunStore(path / "run")
+        spec = {key: SHIPPED[key] for key in ("verdicts", "generation", "scoring")}
+        store.start({"spec": {**spec, "findings": findings or SHIPPED["findings"]}}, ["spec"])
+        store.set_fact("layout", LAYOUT)
+        store.set_fact("resample_seeds", [0])
+        for position, (condition, values) in enumerate(self.arms):
+            store.add_condition(StoredCondition(**{**condition.__dict__, "position": position}))
+            broken = (incoherent or {}).get(condition.name, 0)
+            labels = [g.INCOHERENT if i < broken else (g.REFUSE if v else g.COMPLY) for i, v in enumerate(values)]
+            store.write_rows(
+                Row(condition.name, g.HARMFUL, i, text="", refusal=v, label=lab)
+                for i, (v, lab) in enumerate(zip(values, labels, strict=True))
+            )
+        return store
+
+    def results(self, path: Path, **kwargs) -> Results:
+        with self.store(path, **kwargs) as store:
+            return Results.of(store)
