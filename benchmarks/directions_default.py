@@ -17,13 +17,9 @@ import json
 import time
 from pathlib import Path
 
-from personagate import Ablate, Add, ChatFormatter, Program, Window, generate, load_model, next_token_logits
-from personagate.extraction import (
-    RefusalSelection,
-    first_token_kl,
-    persona_direction,
-    refusal_direction,
-)
+from personagate import Ablate, Add, ChatFormatter, Decoding, Program, Window, generate, load_model, next_token_logits
+from personagate.extraction import RefusalSelection, first_token_kl, refusal_direction
+from personagate.persona_directions import persona_direction
 from personagate.scoring import refusal_flags, refusal_rate
 
 SPLITS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "refusal_splits"
@@ -78,7 +74,11 @@ def main() -> None:
 
     def measure(label: str, ids, program: Program) -> None:
         replies = generate(
-            chat, ids, program=program, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, desc=label
+            chat,
+            ids,
+            decoding=Decoding(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
+            program=program,
+            desc=label,
         )
         rate = refusal_rate(refusal_flags(c.text for c in replies))
         kl = float("nan")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from personagate import Ablate, Add, ChatModel, Direction, Program, Window, generate
+from personagate import Ablate, Add, ChatModel, Decoding, Direction, Program, Window, generate
 from personagate.static_decode import StaticDecoder
 
 from tiny import byte_tokenizer
@@ -83,7 +83,13 @@ def timed_generate(
     sync(chat.device)
     start = time.perf_counter()
     if static is None:
-        out = generate(chat, prompts, program=program, max_new_tokens=steps, batch_size=len(prompts), progress=False)
+        out = generate(
+            chat,
+            prompts,
+            decoding=Decoding(max_new_tokens=steps, batch_size=len(prompts)),
+            program=program,
+            progress=False,
+        )
     else:
         out = static.generate(prompts, program or Program(), max_new_tokens=steps, stop_at_eos=False)
     sync(chat.device)

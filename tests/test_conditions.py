@@ -8,15 +8,15 @@ import torch
 
 from personagate import Direction, PersonagateError
 from personagate.experiments.design import names as g
-from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.layout import Layout, sliding
+from personagate.experiments.design.names import Group
+from personagate.experiments.design.protocol import (
+    main_conditions as build_test_conditions,
+)
 from personagate.experiments.design.protocol import (
     reintroduce_family,
     resample_conditions,
     validation_conditions,
-)
-from personagate.experiments.design.protocol import (
-    main_conditions as build_test_conditions,
 )
 from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Clamp
@@ -66,9 +66,24 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
     names = [c.name for c in conditions]
     assert len(names) == len(set(names))
     groups = {c.group for c in conditions}
-    for group in (Group.BASELINE, Group.PERSONA, Group.SANITY, Group.STYLE, Group.RANDOM_ADD, Group.NATURAL, Group.PERSONA_WINDOW):
+    for group in (
+        Group.BASELINE,
+        Group.PERSONA,
+        Group.SANITY,
+        Group.STYLE,
+        Group.RANDOM_ADD,
+        Group.NATURAL,
+        Group.PERSONA_WINDOW,
+    ):
         assert group in groups
-    for group in (Group.PROJECTION_ONLY, Group.NATURAL_WINDOW, Group.RANDOM_WINDOW, Group.POSITIVE_CONTROL, Group.REINTRODUCE, Group.MEDIATION):
+    for group in (
+        Group.PROJECTION_ONLY,
+        Group.NATURAL_WINDOW,
+        Group.RANDOM_WINDOW,
+        Group.POSITIVE_CONTROL,
+        Group.REINTRODUCE,
+        Group.MEDIATION,
+    ):
         assert group in groups
     late_random = [c for c in conditions if c.role == "random_late_window" and c.resample == 0]
     assert len(late_random) == s.windows.random_seeds >= 20
@@ -77,7 +92,9 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
             side = [c for c in conditions if c.role == "random_window" and c.window == window]
             assert len(side) == s.windows.side_seeds < s.windows.random_seeds
     assert len([c for c in conditions if c.group == Group.NATURAL_RANDOM_WINDOW]) == s.windows.side_seeds
-    assert all(c.prompts == g.HARMFUL_VAL for c in conditions if c.group == Group.PERSONA_SWEEP)  # choices on validation
+    assert all(
+        c.prompts == g.HARMFUL_VAL for c in conditions if c.group == Group.PERSONA_SWEEP
+    )  # choices on validation
     natural = [c for c in conditions if c.group == Group.NATURAL]
     assert natural and all(c.system == "compliant" and len(c.ops) == 0 for c in natural)
 

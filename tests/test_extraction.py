@@ -11,14 +11,8 @@ import torch
 from personagate import Ablate, ChatFormatter, Direction, PersonagateError, Program, Window, next_token_logits
 from personagate.activations import tail_activations
 from personagate.cli import main
-from personagate.extraction import (
-    PersonaSet,
-    RefusalSelection,
-    first_token_kl,
-    persona_direction,
-    projections_by_layer,
-    refusal_direction,
-)
+from personagate.extraction import RefusalSelection, first_token_kl, projections_by_layer, refusal_direction
+from personagate.persona_directions import PersonaSet, persona_direction
 from personagate.scoring.first_token import RefusalTokens
 
 HARMFUL = [f"Do bad thing number {i} now" for i in range(10)]

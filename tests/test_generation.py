@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personagate import Ablate, Add, ChatFormatter, Direction, Program, generate, next_token_logits, steer
+from personagate import Ablate, Add, ChatFormatter, Decoding, Direction, Program, generate, next_token_logits, steer
 from personagate.prompts import left_pad
 
 from conftest import hook_counts
@@ -41,9 +41,11 @@ def test_batched_logits_equal_single_runs(chat):
 def test_batched_generation_equals_single_runs(chat):
     ids = encode(chat)
     program = Program([Add(direction(chat), 0.5, "all")])
-    batched = generate(chat, ids, program=program, max_new_tokens=6, batch_size=4, progress=False)
+    batched = generate(chat, ids, decoding=Decoding(max_new_tokens=6, batch_size=4), program=program, progress=False)
     for i, tokens in enumerate(ids):
-        single = generate(chat, [tokens], program=program, max_new_tokens=6, batch_size=1, progress=False)[0]
+        single = generate(
+            chat, [tokens], decoding=Decoding(max_new_tokens=6, batch_size=1), program=program, progress=False
+        )[0]
         assert batched[i].tokens == single.tokens
         assert batched[i].index == i
 
@@ -69,7 +71,7 @@ def test_kv_cache_generation_equals_recomputation(chat, scope):
     program = Program([Add(d, 1.5, "all", scope=scope)])
     tokens = encode(chat)[1]
     eos = chat.tokenizer.eos_token_id
-    cached = generate(chat, [tokens], program=program, max_new_tokens=8, progress=False)[0]
+    cached = generate(chat, [tokens], decoding=Decoding(max_new_tokens=8), program=program, progress=False)[0]
     expected = recompute_without_cache(chat, tokens, 8, program)
     cut = expected.index(eos) if eos in expected else len(expected)
     assert cached.tokens == expected[:cut]
@@ -78,11 +80,15 @@ def test_kv_cache_generation_equals_recomputation(chat, scope):
 def test_scopes_hold_during_generation(qwen):
     tokens = encode(qwen)[2]
     d = direction(qwen)
-    base = generate(qwen, [tokens], max_new_tokens=8, progress=False)[0].tokens
-    every = generate(qwen, [tokens], program=Program([Add(d, 6.0, "all")]), max_new_tokens=8, progress=False)[0].tokens
+    base = generate(qwen, [tokens], decoding=Decoding(max_new_tokens=8), progress=False)[0].tokens
+    every = generate(
+        qwen, [tokens], decoding=Decoding(max_new_tokens=8), program=Program([Add(d, 6.0, "all")]), progress=False
+    )[0].tokens
     prompt_only = Program([Add(d, 6.0, "all", scope="prompt")])
     generated_only = Program([Add(d, 6.0, "all", scope="generated")])
-    gen_scope = generate(qwen, [tokens], program=generated_only, max_new_tokens=8, progress=False)[0].tokens
+    gen_scope = generate(qwen, [tokens], decoding=Decoding(max_new_tokens=8), program=generated_only, progress=False)[
+        0
+    ].tokens
     assert every != base
     # the first reply token is read at the last prompt position: a generated-only op cannot touch it
     assert gen_scope[0] == base[0] and gen_scope != base
@@ -94,14 +100,16 @@ def test_scopes_hold_during_generation(qwen):
 
 def test_finished_rows_leave_the_batch_without_changing_the_rest(qwen):
     ids = encode(qwen)
-    base = generate(qwen, ids, max_new_tokens=8, batch_size=4, progress=False)
+    base = generate(qwen, ids, decoding=Decoding(max_new_tokens=8, batch_size=4), progress=False)
     stop = qwen.tokenizer.decode(base[0].tokens[:3])
     sizes: list[int] = []
     handle = qwen.model.register_forward_pre_hook(
         lambda m, a, k: sizes.append(k["input_ids"].shape[0]), with_kwargs=True
     )
     try:
-        stopped = generate(qwen, ids, max_new_tokens=8, batch_size=4, stop_strings=[stop], progress=False)
+        stopped = generate(
+            qwen, ids, decoding=Decoding(max_new_tokens=8, batch_size=4, stop_strings=[stop]), progress=False
+        )
     finally:
         handle.remove()
     assert stopped[0].finish == "stop" and stop not in stopped[0].text
@@ -113,7 +121,13 @@ def test_finished_rows_leave_the_batch_without_changing_the_rest(qwen):
 
 def test_generate_leaves_no_hooks(qwen):
     before = hook_counts(qwen.model)
-    generate(qwen, encode(qwen)[:2], program=Program([Add(direction(qwen), 1.0, 1)]), max_new_tokens=3, progress=False)
+    generate(
+        qwen,
+        encode(qwen)[:2],
+        decoding=Decoding(max_new_tokens=3),
+        program=Program([Add(direction(qwen), 1.0, 1)]),
+        progress=False,
+    )
     assert hook_counts(qwen.model) == before
 
 
@@ -127,12 +141,12 @@ def test_left_pad_positions_count_real_tokens():
 
 def test_stop_when_keeps_every_decision_of_the_full_budget(qwen):
     ids = encode(qwen)
-    full = generate(qwen, ids, max_new_tokens=10, batch_size=4, progress=False)
+    full = generate(qwen, ids, decoding=Decoding(max_new_tokens=10, batch_size=4), progress=False)
 
     def decided(text: str) -> bool:  # monotone: once true of a prefix, true of every extension
         return "e" in text
 
-    early = generate(qwen, ids, max_new_tokens=10, batch_size=4, stop_when=decided, progress=False)
+    early = generate(qwen, ids, decoding=Decoding(max_new_tokens=10, batch_size=4, stop_when=decided), progress=False)
     for f, e in zip(full, early, strict=True):
         assert decided(f.text) == (decided(e.text) or e.finish == "decided")
         if e.finish != "decided":
@@ -152,9 +166,9 @@ def test_grid_generation_equals_one_call_per_program(chat):
         "add then ablate": Program([Add(d, 1.5, 1), Ablate(d, (2, 4))]),
         "generated only": Program([Add(d, 3.0, 2, scope="generated")]),
     }
-    grid = generate_grid(chat, programs, ids, max_new_tokens=6, batch_size=5, progress=False)
+    grid = generate_grid(chat, programs, ids, decoding=Decoding(max_new_tokens=6, batch_size=5), progress=False)
     for name, program in programs.items():
-        single = generate(chat, ids, program=program, max_new_tokens=6, batch_size=4, progress=False)
+        single = generate(chat, ids, decoding=Decoding(max_new_tokens=6, batch_size=4), program=program, progress=False)
         assert [c.tokens for c in grid[name]] == [c.tokens for c in single], name
         assert [c.index for c in grid[name]] == list(range(len(ids)))
 
@@ -164,7 +178,11 @@ def test_grid_generation_leaves_no_hooks(qwen):
 
     before = hook_counts(qwen.model)
     generate_grid(
-        qwen, {"a": Program([Add(direction(qwen), 1.0, 1)])}, encode(qwen)[:2], max_new_tokens=2, progress=False
+        qwen,
+        {"a": Program([Add(direction(qwen), 1.0, 1)])},
+        encode(qwen)[:2],
+        decoding=Decoding(max_new_tokens=2, batch_size=64),
+        progress=False,
     )
     assert hook_counts(qwen.model) == before
 
@@ -184,9 +202,9 @@ def test_grid_with_shared_layers_equals_one_call_per_program(chat):
 
     ids = encode(chat)
     programs = sharing_programs(chat)
-    grid = generate_grid(chat, programs, ids, max_new_tokens=6, batch_size=16, progress=False)
+    grid = generate_grid(chat, programs, ids, decoding=Decoding(max_new_tokens=6, batch_size=16), progress=False)
     for name, program in programs.items():
-        single = generate(chat, ids, program=program, max_new_tokens=6, batch_size=4, progress=False)
+        single = generate(chat, ids, decoding=Decoding(max_new_tokens=6, batch_size=4), program=program, progress=False)
         assert [c.tokens for c in grid[name]] == [c.tokens for c in single], name
 
 
@@ -213,7 +231,13 @@ def test_last_scope_edits_only_the_last_prompt_position(qwen):
     assert torch.equal(hs[1][0, :-1], base[1][0, :-1])
     torch.testing.assert_close(hs[1][0, -1], base[1][0, -1] + 3.0 * d.at(1), rtol=0, atol=1e-5)
     # while generating, the last prompt position is in the prefill only: the first token moves, the cache agrees
-    last = generate(qwen, [tokens], program=Program([Add(d, 6.0, 1, scope="last")]), max_new_tokens=6, progress=False)
+    last = generate(
+        qwen,
+        [tokens],
+        decoding=Decoding(max_new_tokens=6),
+        program=Program([Add(d, 6.0, 1, scope="last")]),
+        progress=False,
+    )
     full = recompute_without_cache(qwen, tokens, 6, Program([Add(d, 6.0, 1, scope="last")]))
     eos = qwen.tokenizer.eos_token_id
     assert last[0].tokens == (full[: full.index(eos)] if eos in full else full)

@@ -7,12 +7,13 @@ import subprocess
 
 import pytest
 
-from laid_out import LAYOUT, record
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.names import Role
 from personagate.experiments.storage.records import Row
 from personagate.experiments.storage.store import RunStore
 from personagate.report import write_report
+
+from laid_out import LAYOUT, record
 
 PAYLOAD = "<script>document.title='PWNED';document.body.setAttribute('data-pwned','1')</script><b>bold?</b>"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personagate import Ablate, Add, ChatFormatter, Clamp, Direction, PersonagateError, Program, generate
+from personagate import Ablate, Add, ChatFormatter, Clamp, Decoding, Direction, PersonagateError, Program, generate
 from personagate.static_decode import StaticDecoder
 
 QUESTIONS = ["Hi", "Name three birds.", "Tell me a long story about a dragon"]
@@ -33,7 +33,7 @@ def test_static_tokens_equal_the_eager_path(chat, name):
     fmt = ChatFormatter(chat.tokenizer)
     ids = [fmt.encode(q) for q in QUESTIONS]
     program = programs(chat)[name]
-    eager = generate(chat, ids, program=program, max_new_tokens=8, batch_size=2, progress=False)
+    eager = generate(chat, ids, decoding=Decoding(max_new_tokens=8, batch_size=2), program=program, progress=False)
     static = StaticDecoder(chat, max_batch=2, max_len=512).generate(ids, program, max_new_tokens=8)
     assert [c.tokens for c in static] == [c.tokens for c in eager]
     assert [c.index for c in static] == [0, 1, 2]
@@ -51,7 +51,7 @@ def test_a_new_program_of_the_same_layout_reuses_the_buffers(qwen):
     got = decoder.generate(ids, second, max_new_tokens=6)
     assert decoder.steering is steering  # no new capture
     assert pointers == [t.data_ptr() for slot in steering.slots.values() for t in [*slot.units, *slot.values]]
-    eager = generate(qwen, ids, program=second, max_new_tokens=6, progress=False)
+    eager = generate(qwen, ids, decoding=Decoding(max_new_tokens=6), program=second, progress=False)
     assert [c.tokens for c in got] == [c.tokens for c in eager]
     other = Program([Add(direction(qwen, 3), 1.0, 1)])  # another layout: a new capture
     decoder.generate(ids, other, max_new_tokens=2)

@@ -7,10 +7,11 @@ import sqlite3
 import pytest
 
 from personagate import PersonagateError
-from laid_out import record
 from personagate.experiments.design.names import Group, Role
 from personagate.experiments.storage.records import EMPTY_PROGRAM, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
+
+from laid_out import record
 
 
 def test_rows_round_trip_and_a_batch_is_all_or_nothing(tmp_path):

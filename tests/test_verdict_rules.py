@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from laid_out import SWEEP, LaidOut, pattern
 from personagate.experiments.analysis.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
 from personagate.experiments.design.names import Role
+
+from laid_out import SWEEP, LaidOut, pattern
 
 N = 100
 
@@ -80,7 +81,14 @@ def with_reintroduction(layout: LaidOut, early_rate: int, late_rate: int) -> Lai
     for layer in (0, 4, 16, 20):
         rate = early_rate if layer < 8 else late_rate
         for dose in (0.5, 1.0):
-            layout.add(f"+ refusal @ {layer} x{dose:g}", Role.REINTRODUCE, pattern(rate), mode=SWEEP, axis=float(layer), dose=dose)
+            layout.add(
+                f"+ refusal @ {layer} x{dose:g}",
+                Role.REINTRODUCE,
+                pattern(rate),
+                mode=SWEEP,
+                axis=float(layer),
+                dose=dose,
+            )
     return layout
 
 

@@ -3,7 +3,7 @@
 from personagate._version import __version__
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.generation import Completion, generate, next_token_logits
+from personagate.generation import Completion, Decoding, generate, next_token_logits
 from personagate.interventions import Ablate, Add, Clamp, Program, Steering, Window, steer
 from personagate.models import ArchitectureAdapter, ChatModel, load_model
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter
@@ -17,6 +17,7 @@ __all__ = [
     "ChatModel",
     "Clamp",
     "Completion",
+    "Decoding",
     "Direction",
     "PersonagateError",
     "Program",

@@ -22,16 +22,22 @@ SCHEMA_VERSION = 1
 SITE = "resid_pre"
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Direction:
-    """``vectors`` is ``[n_layers, d]`` (one per layer) or ``[d]`` (the same vector at every layer)."""
+    """``vectors`` is ``[n_layers, d]`` (one per layer) or ``[d]`` (the same vector at every layer).
+
+    A value: never changed in place. The arithmetic a study does with directions returns new ones
+    (``scaled``, ``+``, ``-``, ``unit``, ``renamed``), and ``norms``/``cosine`` read them per layer.
+    Equality is identity (two tensors have no single truth value); compare ``vectors`` to compare values.
+    """
 
     vectors: torch.Tensor
     name: str = "direction"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.vectors = self.vectors.detach().to(torch.float32)
+        object.__setattr__(self, "vectors", self.vectors.detach().to(torch.float32))
+        object.__setattr__(self, "meta", dict(self.meta))  # its own copy: the caller's dict stays the caller's
         if self.vectors.dim() not in (1, 2):
             raise PersonagateError(
                 f"direction {self.name!r} must be [d] or [n_layers, d], got {tuple(self.vectors.shape)}"
@@ -57,6 +63,70 @@ class Direction:
         if norm == 0:
             raise PersonagateError(f"direction {self.name!r} is zero at layer {layer}; it cannot be normalised")
         return v / norm
+
+    # --- arithmetic (each returns a new direction; provenance kept, the name says what was done) ------
+
+    def renamed(self, name: str, **meta: Any) -> Direction:
+        """The same vectors under another name, with ``meta`` added to the provenance."""
+        return Direction(self.vectors, name=name, meta={**self.meta, **meta})
+
+    def scaled(self, factor: float | torch.Tensor) -> Direction:
+        """Every vector times ``factor``: a number, or one number per layer (``[n_layers]``)."""
+        if isinstance(factor, torch.Tensor) and factor.dim() == 1 and self.per_layer:
+            if factor.shape[0] != self.vectors.shape[0]:
+                raise PersonagateError(
+                    f"cannot scale {self.name!r} ({self.vectors.shape[0]} layers) by {factor.shape[0]} factors"
+                )
+            return self._with(self.vectors * factor.to(torch.float32).unsqueeze(-1))
+        return self._with(self.vectors * factor)
+
+    def __mul__(self, factor: float) -> Direction:
+        return self.scaled(factor)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Direction:
+        return self.scaled(-1.0)
+
+    def __add__(self, other: Direction) -> Direction:
+        return self._with(self.vectors + self._aligned(other))
+
+    def __sub__(self, other: Direction) -> Direction:
+        return self._with(self.vectors - self._aligned(other))
+
+    def norms(self) -> torch.Tensor:
+        """The norm of each layer's vector (``[n_layers]``; one value for a shared vector)."""
+        return self.vectors.norm(dim=-1).reshape(-1)
+
+    def unit(self) -> Direction:
+        """Each layer's vector at norm 1 (a zero vector stays zero: there is no direction to keep)."""
+        norms = self.vectors.norm(dim=-1, keepdim=True)
+        safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+        return self._with(torch.where(norms > 0, self.vectors / safe, torch.zeros_like(self.vectors)))
+
+    def cosine(self, other: Direction, n_layers: int | None = None) -> torch.Tensor:
+        """``[n_layers]``: the cosine of the vectors the two directions use at each layer (0 where
+        either is zero). ``n_layers`` is needed only when both are shared vectors."""
+        if n_layers is None:
+            n_layers = (
+                int(self.vectors.shape[0]) if self.per_layer else int(other.vectors.shape[0]) if other.per_layer else 1
+            )
+        return torch.stack(
+            [torch.nn.functional.cosine_similarity(self.at(i), other.at(i), dim=0) for i in range(n_layers)]
+        )
+
+    def _aligned(self, other: Direction) -> torch.Tensor:
+        if other.hidden_size != self.hidden_size or (
+            self.per_layer and other.per_layer and other.vectors.shape[0] != self.vectors.shape[0]
+        ):
+            raise PersonagateError(
+                f"cannot combine {self.name!r} {tuple(self.vectors.shape)} with {other.name!r} "
+                f"{tuple(other.vectors.shape)}; they belong to different models"
+            )
+        return other.vectors
+
+    def _with(self, vectors: torch.Tensor) -> Direction:
+        return Direction(vectors, name=self.name, meta=self.meta)
 
     def check_fits(
         self, n_layers: int, hidden_size: int, *, model_hash: str | None = None, force: bool = False
@@ -179,11 +249,6 @@ def random_direction(
         "orthogonal_to": [d.name for d in orthogonal_to],
     }
     return Direction(vectors, name=name or f"random-{seed}", meta=meta)
-
-
-def cosine_by_layer(a: Direction, b: Direction, n_layers: int) -> torch.Tensor:
-    """``[n_layers]`` cosine similarity of the vectors two directions use at each layer."""
-    return torch.stack([torch.nn.functional.cosine_similarity(a.at(i), b.at(i), dim=0) for i in range(n_layers)])
 
 
 def matched_random_direction(like: Direction, anchor: torch.Tensor, seed: int, *, name: str | None = None) -> Direction:

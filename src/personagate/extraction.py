@@ -1,6 +1,5 @@
-"""Running the model to make directions: the refusal direction (Arditi et al. 2024 selection), the
-compliant-persona direction (system-prompt contrast on harmless questions), and the per-layer
-projection readout.
+"""Running the model to make the refusal direction (Arditi et al. 2024 selection) and the per-layer
+projection readout. The compliant-persona direction is made in ``persona_directions``.
 
 This sits after ``scoring`` in the data flow (it scores candidates under interventions), while the
 ``Direction`` value type stays in ``directions``.
@@ -20,26 +19,13 @@ from tqdm.auto import tqdm
 from personagate.activations import last_token_activations, tail_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.generation import generate, next_token_logits, next_token_logits_grid
+from personagate.generation import Decoding, generate, next_token_logits, next_token_logits_grid
 from personagate.interventions import Ablate, Add, Program, Window, steer
 from personagate.models.loading import ChatModel
-from personagate.persona_directions import PersonaPositions, PersonaSet, persona_direction
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
 from personagate.provenance import prompt_set_hash, provenance
 from personagate.scoring.first_token import RefusalTokens, derive_refusal_tokens
 from personagate.scoring.phrases import refusal_flags
-
-__all__ = [  # the persona direction lives in persona_directions; imported here for existing callers
-    "PersonaPositions",
-    "PersonaSet",
-    "RefusalResult",
-    "RefusalSelection",
-    "find_refusal_tokens",
-    "persona_direction",
-    "projections_by_layer",
-    "refusal_direction",
-    "refusal_direction_at",
-]
 
 # Refusal-direction candidates scored side by side per batch (rows = this x the validation prompts).
 CANDIDATES_PER_BATCH = 8
@@ -70,8 +56,7 @@ def find_refusal_tokens(
     replies = generate(
         chat,
         [formatter.encode(p) for p in prompts],
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
+        decoding=Decoding(max_new_tokens=max_new_tokens, batch_size=batch_size),
         progress=progress,
         desc="refusal tokens",
     )

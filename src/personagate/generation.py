@@ -35,6 +35,33 @@ class Completion:
     first_score: float | None = None  # ``first_token(logits)`` of the first reply token, when asked for
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How replies are decoded (always greedily): the token budget, the batch size, and what ends a row
+    early. ``stop_when(text)`` ends a row as soon as it is true of the reply so far (judged up to its
+    last word boundary), e.g. once a refusal is certain: for a detector whose verdict cannot be undone
+    by more text, the decision equals that of the full budget, at a fraction of the compute.
+    ``stop_at_eos=False`` runs every row to the budget (benchmarks); ``first_token(logits)`` scores
+    each reply's first-token logits for free from the prefill."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    stop_strings: Sequence[str] = ()
+    stop_when: Callable[[str], bool] | None = None
+    stop_at_eos: bool = True
+    first_token: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise PersonagateError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise PersonagateError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+DEFAULT_DECODING = Decoding()
+GRID_DECODING = Decoding(batch_size=64)  # a grid's rows are conditions x prompts: larger batches
+
+
 def eos_token_ids(chat: ChatModel) -> set[int]:
     """End-of-turn ids from the tokenizer and the generation config (Qwen ends turns with <|im_end|>)."""
     ids: set[int] = set()
@@ -75,32 +102,18 @@ def generate(
     token_lists: Sequence[Sequence[int]],
     *,
     program: Program | None = None,
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    stop_strings: Sequence[str] = (),
-    stop_when: Callable[[str], bool] | None = None,
-    stop_at_eos: bool = True,
+    decoding: Decoding = DEFAULT_DECODING,
     progress: bool = True,
     desc: str = "generating",
     force: bool = False,
 ) -> list[Completion]:
-    """Greedy completions for each prompt's token ids, in input order.
-
-    ``stop_when(text)`` ends a row as soon as it is true of the reply so far (judged up to its last
-    word boundary), e.g. once a refusal is certain: for a detector whose verdict cannot be undone
-    by more text, the decision equals that of the full token budget, at a fraction of the compute.
-    """
-    if max_new_tokens < 1:
-        raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    check_context(chat, token_lists, max_new_tokens)
+    """Greedy completions for each prompt's token ids, in input order (see ``Decoding``)."""
+    check_context(chat, token_lists, decoding.max_new_tokens)
     results: list[Completion | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt")
     with steer(chat, program or Program(), force=force) as steering:
-        for indices in length_sorted_batches(token_lists, batch_size):
-            batch = [token_lists[i] for i in indices]
-            completions = _generate_batch(
-                chat, batch, max_new_tokens, stop_strings, stop_when, steering, stop_at_eos=stop_at_eos
-            )
+        for indices in length_sorted_batches(token_lists, decoding.batch_size):
+            completions = _generate_batch(chat, [token_lists[i] for i in indices], decoding, steering)
             for row, completion in enumerate(completions):
                 completion.index = indices[row]
                 results[indices[row]] = completion
@@ -113,17 +126,15 @@ def generate(
 def _generate_batch(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    stop_strings: Sequence[str],
-    stop_when: Callable[[str], bool] | None,
+    decoding: Decoding,
     steering: Steering,
     row_programs: Sequence[int] | None = None,
-    stop_at_eos: bool = True,
     share_layers: bool = True,
-    first_token: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
-    eos = eos_token_ids(chat) if stop_at_eos else set()  # off: every row runs the full budget (benchmarks)
+    max_new_tokens, stop_strings, stop_when = decoding.max_new_tokens, decoding.stop_strings, decoding.stop_when
+    first_token = decoding.first_token
+    eos = eos_token_ids(chat) if decoding.stop_at_eos else set()
     prefilled = prefill(chat, token_lists, steering, row_programs, share_layers=share_layers)
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     first_scores = first_token(logits.float()).tolist() if first_token is not None else [None] * len(token_lists)
@@ -228,15 +239,11 @@ def generate_grid(
     programs: Mapping[str, Program | None],
     token_lists: Sequence[Sequence[int]],
     *,
-    max_new_tokens: int = 64,
-    batch_size: int = 64,
-    stop_strings: Sequence[str] = (),
-    stop_when: Callable[[str], bool] | None = None,
+    decoding: Decoding = GRID_DECODING,
     progress: bool = True,
     desc: str = "grid",
     force: bool = False,
     share_layers: bool = True,
-    first_token: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, list[Completion]]:
     """Greedy completions of every prompt under every program, the conditions side by side in one batch.
 
@@ -245,9 +252,7 @@ def generate_grid(
     programs first differ are prefilled once for both (``share_layers=False``: every row runs every
     block, for comparison).
     """
-    if max_new_tokens < 1:
-        raise PersonagateError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    check_context(chat, token_lists, max_new_tokens)
+    check_context(chat, token_lists, decoding.max_new_tokens)
     names = list(programs)
     plans = [programs[name] or Program() for name in names]
     rows = [(k, i) for i in range(len(token_lists)) for k in range(len(names))]  # a prompt's rows side by side
@@ -255,19 +260,10 @@ def generate_grid(
     results: dict[str, list[Completion | None]] = {name: [None] * len(token_lists) for name in names}
     bar = tqdm(total=len(rows), desc=desc, disable=not progress, unit="row")
     with steer(chat, plans, force=force) as steering:
-        for indices in length_sorted_batches(row_tokens, batch_size):
+        for indices in length_sorted_batches(row_tokens, decoding.batch_size):
             batch_programs = [rows[r][0] for r in indices]
-            completions = _generate_batch(
-                chat,
-                [row_tokens[r] for r in indices],
-                max_new_tokens,
-                stop_strings,
-                stop_when,
-                steering,
-                batch_programs,
-                share_layers=share_layers,
-                first_token=first_token,
-            )
+            batch = [row_tokens[r] for r in indices]
+            completions = _generate_batch(chat, batch, decoding, steering, batch_programs, share_layers=share_layers)
             for r, completion in zip(indices, completions, strict=True):
                 program, prompt = rows[r]
                 completion.index = prompt

@@ -18,7 +18,7 @@ import torch
 from personagate.activations import mean_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.generation import generate
+from personagate.generation import Decoding, generate
 from personagate.models.loading import ChatModel
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
 from personagate.provenance import prompt_set_hash, provenance
@@ -63,14 +63,17 @@ def _persona_mean(
     batch_size: int,
     progress: bool,
     desc: str,
-) -> torch.Tensor:
+) -> Direction:
+    """The mean residual stream per layer over every (system prompt, question) pair."""
     sums = torch.zeros((chat.n_layers, chat.hidden_size), dtype=torch.float64)
     count = 0
     for system in systems:
         fmt = ChatFormatter(chat.tokenizer, system)
         ids = [fmt.encode(q) for q in questions]
         if positions == "response":
-            replies = generate(chat, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+            replies = generate(
+                chat, ids, decoding=Decoding(max_new_tokens=max_new_tokens, batch_size=batch_size), progress=False
+            )
             full = [p + c.tokens for p, c in zip(ids, replies, strict=True) if c.tokens]
             spans = [(len(p), len(p) + len(c.tokens)) for p, c in zip(ids, replies, strict=True) if c.tokens]
             means = mean_activations(
@@ -88,7 +91,7 @@ def _persona_mean(
             )
         sums += means.sums
         count += means.count
-    return (sums / count).to(torch.float32)
+    return Direction((sums / count).to(torch.float32), name=desc)
 
 
 def persona_direction(
@@ -128,4 +131,4 @@ def persona_direction(
         n_questions=len(personas.questions),
         n_personas=len(personas.compliant),
     )
-    return Direction(compliant - baseline, name="persona", meta=meta)
+    return (compliant - baseline).renamed("persona", **meta)

@@ -39,7 +39,7 @@ class StaticDecoder:
 
     def load(self, program: Program) -> StaticSteering:
         """Fill the steering buffers: in place when the layout is the one captured, else a new capture."""
-        if self.steering is not None and layout_of(self.steering._compile(program)) == self.steering.layout:
+        if self.steering is not None and layout_of(self.steering.compile(program)) == self.steering.layout:
             self.steering.load(program)
         else:
             self.steering = StaticSteering(self.chat, program)

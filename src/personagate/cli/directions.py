@@ -63,7 +63,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run_random(args: argparse.Namespace) -> int:
-    from personagate.directions import Direction, cosine_by_layer, random_direction
+    from personagate.directions import Direction, random_direction
     from personagate.outputs import check_output_dir
 
     like = Direction.load(args.like)
@@ -73,7 +73,7 @@ def run_random(args: argparse.Namespace) -> int:
     n = like.vectors.shape[0] if like.per_layer else 1
     for seed, control in zip(args.seeds, controls, strict=True):
         path = control.save(args.out / f"random-{seed}.safetensors")
-        cos = cosine_by_layer(control, like, n).abs().max()
+        cos = control.cosine(like, n).abs().max()
         print(f"{path}  seed={seed}  max|cos(random, {like.name})|={cos:.3f}")
     return 0
 
@@ -121,8 +121,8 @@ def run_refusal(args: argparse.Namespace) -> int:
 
 
 def run_persona(args: argparse.Namespace) -> int:
-    from personagate.extraction import PersonaSet, persona_direction
     from personagate.outputs import check_output_file
+    from personagate.persona_directions import PersonaSet, persona_direction
 
     personas = PersonaSet.load(args.personas) if args.personas else PersonaSet.builtin()
     check_output_file(args.out)
@@ -172,10 +172,8 @@ def run_import(args: argparse.Namespace) -> int:
         if args.n_layers is None or args.n_layers < 3:
             raise PersonagateError("--format llamacpp needs --n-layers (the model's number of blocks, at least 3)")
         direction = interop.read_llamacpp_control_vector(args.source, args.n_layers)
-    if args.name:
-        direction.name = args.name
-    if args.model:
-        direction.meta["model"] = args.model
+    if args.name or args.model:
+        direction = direction.renamed(args.name or direction.name, **({"model": args.model} if args.model else {}))
     path = direction.save(args.out)
     shape = "x".join(str(n) for n in direction.vectors.shape)
     print(f"wrote {path} ({direction.name}, {shape}, {direction.meta.get('method', '')})")

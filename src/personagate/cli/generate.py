@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from personagate.generation import generate
+    from personagate.generation import Decoding, generate
     from personagate.outputs import check_output_file, write_atomically
     from personagate.program_files import load_prompts_or_flags, program_from_args
     from personagate.prompts import MAX_PROMPT_CHARS, MODEL_DEFAULT, ChatFormatter
@@ -54,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
     completions = generate(
         chat,
         [formatter.encode(p) for p in prompts],
+        decoding=Decoding(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, stop_strings=args.stop),
         program=program,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        stop_strings=args.stop,
         progress=not args.quiet,
         force=args.force,
     )

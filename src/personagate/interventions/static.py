@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from personagate.errors import PersonagateError
 from personagate.interventions.compile import compile_program
 from personagate.interventions.edits import Site, SiteEdit
+from personagate.interventions.hooks import register_site
 from personagate.interventions.program import Program
 from personagate.models.loading import ChatModel, config_hash
 
@@ -69,7 +69,8 @@ class StaticSteering:
         self.slots: dict[Site, _Slots] = {}
         self._fill(program, first=True)
 
-    def _compile(self, program: Program) -> dict[Site, list[SiteEdit]]:
+    def compile(self, program: Program) -> dict[Site, list[SiteEdit]]:
+        """The program's edits per site, on the model's device (what ``layout_of`` reads)."""
         model = self.chat.model
         return compile_program(
             program,
@@ -80,7 +81,7 @@ class StaticSteering:
         ).sites
 
     def _fill(self, program: Program, first: bool = False) -> None:
-        edits = self._compile(program)
+        edits = self.compile(program)
         layout = layout_of(edits)
         if not first and layout != self.layout:
             raise PersonagateError(
@@ -114,37 +115,9 @@ class StaticSteering:
         blocks = self.chat.adapter.get_blocks(self.chat.model)
         handles: list[RemovableHandle] = []
         try:
-            for (kind, layer), slot in self.slots.items():
-                if kind == "resid_pre" and layer == 0:
-                    handles.append(blocks[0].register_forward_pre_hook(_pre_hook(slot), with_kwargs=True, prepend=True))
-                elif kind == "resid_pre":
-                    handles.append(blocks[layer - 1].register_forward_hook(_out_hook(slot), prepend=True))
-                else:
-                    block = blocks[layer]
-                    adapter = self.chat.adapter
-                    target = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
-                    handles.append(target.register_forward_hook(_out_hook(slot), prepend=True))
+            for site, slot in self.slots.items():
+                handles.append(register_site(self.chat.adapter, blocks, site, slot.apply))
             yield self
         finally:
             for handle in handles:
                 handle.remove()
-
-
-def _out_hook(slot: _Slots):
-    def hook(module: nn.Module, args: object, output: object) -> object:
-        if isinstance(output, tuple):
-            return (slot.apply(output[0]), *output[1:])
-        return slot.apply(output)  # type: ignore[arg-type]
-
-    return hook
-
-
-def _pre_hook(slot: _Slots):
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if args:
-            return (slot.apply(args[0]), *args[1:]), kwargs
-        kwargs = dict(kwargs)
-        kwargs["hidden_states"] = slot.apply(kwargs["hidden_states"])
-        return args, kwargs
-
-    return hook

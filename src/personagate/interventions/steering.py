@@ -1,9 +1,6 @@
 """``steer``: the only way to change a forward pass. Hooks, the steering handle, and the edit kernels.
 
-Sites (DESIGN.md): ``resid_pre[l]`` is edited by a forward hook on block ``l-1``'s output (a
-pre-hook on block 0 for ``l = 0``), registered *first* so that transformers' own
-``output_hidden_states`` recorder sees the edited stream; ``attn_out[l]`` / ``mlp_out[l]`` by
-forward hooks on the modules whose output block ``l`` adds to the stream.
+Sites (DESIGN.md) are hooked where ``hooks.site_module`` says, each hook in front of any other.
 
 One program is the one-row case of several: ``steer(model, [p0, p1, ...])`` runs program
 ``handle.row_programs[i]`` on batch row ``i`` (masks, not indexing), each program keeping its own
@@ -15,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
 
 import torch
 from torch import nn
@@ -24,6 +21,7 @@ from torch.utils.hooks import RemovableHandle
 from personagate.errors import PersonagateError
 from personagate.interventions.compile import Plan, compile_program, divergence_matrix
 from personagate.interventions.edits import Site, SiteEdit
+from personagate.interventions.hooks import register_site, site_module
 from personagate.interventions.ops import Op
 from personagate.interventions.program import Program
 from personagate.models.adapters import ArchitectureAdapter, adapter_for
@@ -136,26 +134,6 @@ def apply_edits(hidden: torch.Tensor, edits: list[RowEdit], steering: Steering) 
     return hidden
 
 
-def _output_hook(edits: list[RowEdit], steering: Steering):
-    def hook(module: nn.Module, args: Any, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (apply_edits(output[0], edits, steering), *output[1:])
-        return apply_edits(output, edits, steering)
-
-    return hook
-
-
-def _input_hook(edits: list[RowEdit], steering: Steering):
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if args:
-            return (apply_edits(args[0], edits, steering), *args[1:]), kwargs
-        kwargs = dict(kwargs)
-        kwargs["hidden_states"] = apply_edits(kwargs["hidden_states"], edits, steering)
-        return args, kwargs
-
-    return hook
-
-
 def _unwrap(model: ChatModel | nn.Module, adapter: ArchitectureAdapter | None) -> tuple[nn.Module, ArchitectureAdapter]:
     if isinstance(model, ChatModel):
         return model.model, adapter or model.adapter
@@ -221,17 +199,8 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 def site_devices(adapter: ArchitectureAdapter, blocks: nn.ModuleList, sites: set[Site]) -> dict[Site, torch.device]:
-    """The device of each site's hook module: block 0's input for ``resid_pre[0]``, block ``l-1``'s
-    output for ``resid_pre[l]``, block ``l``'s attention or MLP output module otherwise."""
-    out = {}
-    for kind, layer in sites:
-        if kind == "resid_pre":
-            module = blocks[max(layer - 1, 0)]
-        else:
-            block = blocks[layer]
-            module = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
-        out[(kind, layer)] = module_device(module)
-    return out
+    """The device of each site's hook module (see ``hooks.site_module``)."""
+    return {site: module_device(site_module(adapter, blocks, site)) for site in sites}
 
 
 def _register(
@@ -247,14 +216,5 @@ def _register(
     if any(plan.needs_positions for plan in plans):
         backbone = adapter.get_backbone(module)
         handles.append(backbone.register_forward_pre_hook(steering.observe, with_kwargs=True, prepend=True))
-    for (kind, layer), edits in sorted(sites.items(), key=lambda item: (item[0][1], item[0][0])):
-        if kind == "resid_pre" and layer == 0:
-            handles.append(
-                blocks[0].register_forward_pre_hook(_input_hook(edits, steering), with_kwargs=True, prepend=True)
-            )
-        elif kind == "resid_pre":
-            handles.append(blocks[layer - 1].register_forward_hook(_output_hook(edits, steering), prepend=True))
-        else:
-            block = blocks[layer]
-            target = adapter.get_attn_out(block) if kind == "attn_out" else adapter.get_mlp_out(block)
-            handles.append(target.register_forward_hook(_output_hook(edits, steering), prepend=True))
+    for site, edits in sorted(sites.items(), key=lambda item: (item[0][1], item[0][0])):
+        handles.append(register_site(adapter, blocks, site, partial(apply_edits, edits=edits, steering=steering)))

