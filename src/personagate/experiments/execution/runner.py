@@ -19,7 +19,7 @@ from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design import names as g
-from personagate.experiments.design import protocol
+from personagate.experiments.design import protocol, sweeps
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import Group, Role
@@ -268,7 +268,7 @@ class StudyRunner:
 
         for index, resample in enumerate(spec.directions.resamples[1:], start=1):
             self.directions[index] = maker.make(resample, layout.injection)
-            self.measure(protocol.resample_conditions(spec, layout, coeff, index), f"resample {resample}")
+            self.measure(sweeps.resample_conditions(spec, layout, coeff, index), f"resample {resample}")
 
         persona, refusal = self.directions[0]["persona"], self.directions[0]["refusal"]
         self.store.set_fact("cos_persona_refusal", persona.cosine(refusal, n_layers).tolist())
