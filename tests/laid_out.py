@@ -20,21 +20,27 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SHIPPED = tomllib.loads(resources.files("personagate").joinpath("data/study.toml").read_text())
+V2_FINDINGS = tomllib.loads(resources.files("personagate").joinpath("data/protocols/v2.toml").read_text())["findings"]
 SWEEP: Mode = SHIPPED["generation"]["sweep"]  # the mode the nulls and sweeps are measured in
 LAYOUT = {
     "n_layers": 24,
     "injection": 6,
     "late": [16, 24],
     "windows": [[7, 15], [16, 24]],
-    "reintroduce_layers": [0, 4, 8, 12, 16, 20],
+    "reintroduce_layers": [1, 5, 9, 13, 17, 21],
     "early": [0, 8],
     "late_layers": [16, 24],
 }
 
 
-def pattern(refusing: int, n: int = 100, first: int = 0) -> list[int]:
+def pattern(refusing: int, n: int = 100, first: int = 0) -> list[int | str]:
     """Prompts first .. first + refusing - 1 refuse (so one pattern's refusals nest inside a larger one's)."""
     return [int(first <= i < first + refusing) for i in range(n)]
+
+
+def garble(outcomes: list[int | str], start: int, stop: int) -> list[int | str]:
+    """The same outcomes with prompts start .. stop - 1 incoherent."""
+    return [g.INCOHERENT if start <= i < stop else v for i, v in enumerate(outcomes)]
 
 
 def record(name: str, role: Role, mode: Mode = "generate", group: Group | None = None, **fields) -> StoredCondition:
@@ -59,25 +65,37 @@ class LaidOut:
     """Arms as (record, outcomes); ``store`` writes them with the shipped spec's verdict settings."""
 
     def __init__(self) -> None:
-        self.arms: list[tuple[StoredCondition, list[int]]] = []
+        self.arms: list[tuple[StoredCondition, list[int | str]]] = []
 
-    def add(self, name: str, role: Role, outcomes: list[int], mode: Mode = "generate", **fields) -> LaidOut:
+    def add(self, name: str, role: Role, outcomes: list[int | str], mode: Mode = "generate", **fields) -> LaidOut:
+        """``outcomes`` per prompt: 1 refuses, 0 complies, ``"incoherent"`` is incoherent."""
         self.arms.append((record(name, role, mode, **fields), outcomes))
         return self
 
-    def store(self, path: Path, incoherent: dict[str, int] | None = None, findings: list | None = None) -> RunStore:
+    def store(
+        self,
+        path: Path,
+        incoherent: dict[str, int] | None = None,
+        findings: list | None = None,
+        verdicts: dict | None = None,
+        protocol: str = "v3",
+    ) -> RunStore:
+        """``incoherent``: per arm, its first k prompts made incoherent; ``verdicts``: settings changed."""
         store = RunStore(path / "run")
-        spec = {key: SHIPPED[key] for key in ("verdicts", "generation", "scoring")}
-        store.start({"spec": {**spec, "findings": findings or SHIPPED["findings"]}}, ["spec"])
+        spec = {key: dict(SHIPPED[key]) for key in ("verdicts", "generation", "scoring")}
+        spec["verdicts"].update(verdicts or {})
+        recorded = {**spec, "findings": findings or SHIPPED["findings"], "protocol": protocol}
+        store.start({"spec": recorded}, ["spec"])
         store.set_fact("layout", LAYOUT)
         store.set_fact("resample_seeds", [0])
         for position, (condition, values) in enumerate(self.arms):
             store.add_condition(StoredCondition(**{**condition.__dict__, "position": position}))
             broken = (incoherent or {}).get(condition.name, 0)
-            labels = [g.INCOHERENT if i < broken else (g.REFUSE if v else g.COMPLY) for i, v in enumerate(values)]
+            values = garble(values, 0, broken)
+            labels = [v if isinstance(v, str) else (g.REFUSE if v else g.COMPLY) for v in values]
             store.write_rows(
-                Row(condition.name, g.HARMFUL, i, text="", refusal=v, label=lab)
-                for i, (v, lab) in enumerate(zip(values, labels, strict=True))
+                Row(condition.name, g.HARMFUL, i, text="", refusal=int(lab == g.REFUSE), label=lab)
+                for i, lab in enumerate(labels)
             )
         return store
 

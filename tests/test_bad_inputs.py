@@ -40,6 +40,10 @@ random_adds = []
 [reintroduce]
 coeffs = [1.0]
 layer_stride = 2
+[verdicts]
+max_incoherent = 1.0  # a random-weight model's replies are all incoherent
+[scoring]
+max_nll_delta = 10.0
 [windows]
 width = 2
 stride = 2

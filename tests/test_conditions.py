@@ -9,13 +9,13 @@ import torch
 from personagate import Direction, PersonagateError
 from personagate.experiments.design import names as g
 from personagate.experiments.design.layout import Layout, sliding
-from personagate.experiments.design.names import Group
+from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.protocol import (
     main_conditions as build_test_conditions,
 )
 from personagate.experiments.design.protocol import validation_conditions
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.sweeps import reintroduce_family, resample_conditions
+from personagate.experiments.design.sweeps import fixed_doses, reintroduce_family, resample_conditions
 from personagate.interventions import Ablate, Add, Clamp
 
 
@@ -58,8 +58,9 @@ def test_v1_places_windows_at_absolute_depths_around_the_injection():
 def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
     s = StudySpec.load()
     layout = Layout.of(s, 24)
-    conditions = validation_conditions(s, layout) + build_test_conditions(s, layout, 4.0, [0.5] * 24)
-    conditions += resample_conditions(s, layout, 4.0, 1)
+    doses = {layer: [(0.3, 0.05), (0.5, 0.1)] for layer in layout.reintroduce_layers}  # as calibrated
+    conditions = validation_conditions(s, layout) + build_test_conditions(s, layout, 4.0, [0.5] * 24, doses)
+    conditions += resample_conditions(s, layout, 4.0, 1, doses)
     names = [c.name for c in conditions]
     assert len(names) == len(set(names))
     groups = {c.group for c in conditions}
@@ -80,8 +81,15 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
         Group.POSITIVE_CONTROL,
         Group.REINTRODUCE,
         Group.MEDIATION,
+        Group.STYLE_WINDOW,
     ):
         assert group in groups
+    assert len([c for c in conditions if c.role == Role.RANDOM_ADD]) == len(s.persona.random_adds) >= 20
+    assert len([c for c in conditions if c.role == Role.STYLE_LATE_WINDOW]) == 3  # the named nulls
+    assert min(c.axis for c in conditions if c.group == Group.REINTRODUCE) == 1  # layer 0 adds nothing
+    resampled = {c.dose for c in conditions if c.group == Group.REINTRODUCE and c.resample == 1}
+    assert resampled == set(s.reintroduce.resample_coeffs)
+    assert all(c.ops.ops[0].direction == "persona-norm" for c in conditions if c.group == Group.PERSONA)
     late_random = [c for c in conditions if c.role == "random_late_window" and c.resample == 0]
     assert len(late_random) == s.windows.random_seeds >= 20
     for window in layout.windows:  # the other windows draw a band from fewer seeds
@@ -97,23 +105,27 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
 
 
 def test_doses_use_each_layers_own_vector(tmp_path):
-    s = StudySpec.load()
-    layout = Layout.of(s, 24)
-    family = reintroduce_family(s, layout, 4.0, resample=0)
-    assert {c.dose for c in family} == set(s.reintroduce.coeffs)
+    v2 = StudySpec.load(protocol="v2")
+    layout = Layout.of(v2, 24)
+    family = reintroduce_family(v2, layout, 4.0, 0, fixed_doses(layout, v2.reintroduce.coeffs))
+    assert {c.dose for c in family} == set(v2.reintroduce.coeffs)
     op = family[-1].ops.ops[1]
     assert isinstance(op, Add) and op.direction == "refusal" and op.layers == family[-1].axis
-    v1 = reintroduce_family(StudySpec.load(protocol="v1"), Layout.of(StudySpec.load(protocol="v1"), 24), 4.0, 0)
-    assert all(c.ops.ops[1].direction == "refusal-selected" for c in v1)  # one raw vector at every layer
-    norm = spec(tmp_path, "[reintroduce]\ndose = 'residual_norm'\n")
-    assert reintroduce_family(norm, Layout.of(norm, 24), 4.0, 0)[0].ops.ops[1].direction == "refusal-norm"
+    v1 = StudySpec.load(protocol="v1")
+    v1_layout = Layout.of(v1, 24)
+    v1_family = reintroduce_family(v1, v1_layout, 4.0, 0, fixed_doses(v1_layout, v1.reintroduce.coeffs))
+    assert all(c.ops.ops[1].direction == "refusal-selected" for c in v1_family)  # one raw vector at every layer
+    v3 = StudySpec.load()
+    calibrated = {1: [(0.5, 0.07)], 17: [(0.5, 0.4)]}  # the same effect needs another fraction at each layer
+    ops = [c.ops.ops[1] for c in reintroduce_family(v3, Layout.of(v3, 24), 0.5, 0, calibrated)]
+    assert [(op.direction, op.coeff) for op in ops] == [("refusal-norm", 0.07), ("refusal-norm", 0.4)]
 
 
 def test_mediation_clamps_refusal_at_the_last_prompt_token_to_the_baseline_values():
     s = StudySpec.load()
     layout = Layout.of(s, 24)
     values = [float(i) for i in range(24)]
-    mediation = [c for c in build_test_conditions(s, layout, 4.0, values) if c.group == Group.MEDIATION]
+    mediation = [c for c in build_test_conditions(s, layout, 4.0, values, {}) if c.group == Group.MEDIATION]
     assert len(mediation) == len(layout.windows)
     clamp = mediation[0].ops.ops[1]
     assert isinstance(clamp, Clamp) and clamp.value == tuple(values) and clamp.scope == "last"
@@ -123,7 +135,8 @@ def test_conditions_bind_their_directions_by_key():
     directions = {name: Direction(torch.randn(4, 8), name=name) for name in ("persona", "refusal-selected")}
     s = StudySpec.load()
     layout = Layout(4, 1, (2, 4), ((2, 4),), (0, 1, 2, 3), (0, 1), (2, 4))
-    condition = next(c for c in build_test_conditions(s, layout, 2.0, [0.0] * 4) if c.group == Group.REFUSAL_ABLATED)
+    arms = build_test_conditions(s, layout, 2.0, [0.0] * 4, {})
+    condition = next(c for c in arms if c.group == Group.REFUSAL_ABLATED)
     program = condition.program(directions)
     assert isinstance(program.ops[0], Ablate) and program.ops[0].direction is directions["refusal-selected"]
     assert condition.ops.ops[0].direction == "refusal-selected"  # the condition itself stays unbound

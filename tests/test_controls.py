@@ -59,7 +59,8 @@ def test_the_sanity_arm_equals_the_baseline_up_to_rounding():
 
     sys.path.insert(0, str(Path(__file__).parent))
     from personagate import steer
-    from personagate.experiments.design.protocol import persona_op
+    from personagate.experiments.design.spec import StudySpec
+    from personagate.experiments.design.sweeps import persona_op
     from personagate.interventions import Program
 
     from tiny import tiny_model
@@ -67,11 +68,13 @@ def test_the_sanity_arm_equals_the_baseline_up_to_rounding():
     chat = tiny_model("llama")
     persona = Direction(torch.randn(chat.n_layers, chat.hidden_size, generator=torch.Generator().manual_seed(3)) * 5)
     ids = torch.tensor([[5, 17, 99, 43, 201, 3, 77, 12]])
+    spec = StudySpec.load()
+    bound = {"persona-norm": persona}  # what v3 injects: the residual-norm form of the persona direction
     with torch.inference_mode():
         base = chat.model(input_ids=ids).logits
-        with steer(chat, Program([persona_op(4.0, 1), persona_op(-4.0, 1)]).bind({"persona": persona})):
+        with steer(chat, Program([persona_op(spec, 4.0, 1), persona_op(spec, -4.0, 1)]).bind(bound)):
             sanity = chat.model(input_ids=ids).logits
-        with steer(chat, Program([persona_op(4.0, 1)]).bind({"persona": persona})):
+        with steer(chat, Program([persona_op(spec, 4.0, 1)]).bind(bound)):
             steered = chat.model(input_ids=ids).logits
     torch.testing.assert_close(sanity, base, rtol=0, atol=1e-4)
     assert not torch.allclose(steered, base, atol=1e-2)  # the injection itself does change the output

@@ -45,6 +45,10 @@ styles = false
 [reintroduce]
 coeffs = [0.5, 1.0]
 layer_stride = 1
+[verdicts]
+max_incoherent = 1.0  # a random-weight model's replies are all incoherent
+[scoring]
+max_nll_delta = 10.0
 [windows]
 width = 2
 stride = 1

@@ -18,10 +18,11 @@ def test_defaults_are_typed_sections():
     spec = StudySpec.load()
     assert spec.model.id == "default" and spec.generation.max_new_tokens >= 64
     assert all(isinstance(c, float) for c in spec.persona.coeffs)
-    assert spec.scoring.judge == "" and spec.protocol == "v2"
+    assert spec.scoring.judge == "" and spec.protocol == "v3"
     assert {"model", "prompts", "persona", "reintroduce", "windows", "verdicts", "findings"} <= set(spec.to_dict())
-    ids = ["persona_suppresses", "reintroduce_late", "window_restores", "random_does_not"]
+    ids = ["persona_suppresses", "persona_specific", "reintroduce_late", "window_restores", "random_does_not"]
     assert [f.id for f in spec.findings] == ids
+    assert {f.kind for f in spec.findings} == {"as claimed", "specific"}
     assert spec.prompts.n_test >= 100 and spec.windows.random_seeds >= 20
 
 
@@ -30,7 +31,8 @@ def test_v1_is_a_named_protocol():
     assert v1.reintroduce.dose == "selected_raw" and v1.windows.random == "orthogonal"
     assert v1.windows.placement == "absolute" and v1.prompts.harmful == "builtin:harmful"
     with pytest.raises(PersonagateError, match="unknown protocol"):
-        StudySpec.load(protocol="v3")
+        StudySpec.load(protocol="v9")
+    assert StudySpec.load(protocol="v2").generation.sweep == "first_token"
 
 
 def test_quick_overrides_and_file_overrides(tmp_path):

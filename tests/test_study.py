@@ -57,8 +57,13 @@ layer = 1
 coeffs = [1.0, 3.0]
 random_adds = [0]
 [reintroduce]
+dose = "mean_diff"
 coeffs = [0.5, 1.0]
 layer_stride = 1
+[verdicts]
+max_incoherent = 1.0  # a random-weight model's replies are all incoherent
+[scoring]
+max_nll_delta = 10.0
 [windows]
 width = 2
 stride = 1
@@ -101,6 +106,7 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
         "natural_window",
         "random_window",
         "natural_random_window",
+        "style_window",
         "positive_control",
         "mediation",
     }
@@ -112,11 +118,13 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
         assert abs(total - 1) < 1e-3
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = list(csv.DictReader(f))
-    findings = {"persona_suppresses", "reintroduce_late", "window_restores", "random_does_not"}
+    findings = {"persona_suppresses", "persona_specific", "reintroduce_late", "window_restores", "random_does_not"}
     assert {v["finding"] for v in verdicts} == findings
     assert {v["scope"] for v in verdicts} == {"main", "resample 0 (first_token)", "resample 1 (first_token)"}
-    assert all(v["outcome"] == "inconclusive" for v in verdicts)  # 6 prompts: underpowered, and says so
+    assert all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)  # each says why
     assert all(v["detail"].startswith("underpowered (n=6 < 100") for v in verdicts if v["n"] not in ("", "0"))
+    # the sweeps were measured by the first token, which cannot see incoherence: no verdict rests on them
+    assert {v["reason"] for v in verdicts if v["finding"] == "random_does_not"} == {"measured by the first token only"}
     page = (out / "report.html").read_text()
     assert page.index("Verdicts") < page.index("Headline conditions") < page.index("Plots")
     assert page.count("<img") >= 5
@@ -209,7 +217,9 @@ def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(out), "--markdown", "--plots", str(tmp_path / "plots")]) == 0
     printed = capsys.readouterr().out
-    assert "| baseline |" in printed and "| condition | refusal |" in printed and "| finding | verdict |" in printed
+    assert (
+        "| baseline |" in printed and "| condition | refusal |" in printed and "| finding | kind | verdict |" in printed
+    )
     stems = {path.stem for path in (tmp_path / "plots").glob("*.png")}
     assert {"persona_coefficient", "reintroduction", "windows", "readout", "cosine"} <= stems
 
@@ -236,11 +246,12 @@ def test_a_judge_named_in_the_spec_labels_generated_replies(study_dir, tmp_path,
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("PG_TEST_JUDGE_KEY", "sk-never-stored")
     spec = tmp_path / "judged.toml"
-    spec.write_text(
-        (study_dir / "spec.toml").read_text().replace("[model]", f"[model]\n# judged copy of {study_dir}")
-        + f'[scoring]\njudge = "openai"\njudge_url = "http://127.0.0.1:{server.server_port}/v1"\n'
+    judge = (
+        f'[scoring]\njudge = "openai"\njudge_url = "http://127.0.0.1:{server.server_port}/v1"\n'
         'judge_model = "m"\njudge_key_env = "PG_TEST_JUDGE_KEY"\n'
     )
+    text = (study_dir / "spec.toml").read_text().replace("[model]", f"[model]\n# judged copy of {study_dir}")
+    spec.write_text(text.replace("[scoring]\n", judge))
     spec.write_text(spec.read_text().replace('refusal = "refusal', f'refusal = "{study_dir}/refusal'))
     spec.write_text(spec.read_text().replace('persona = "persona', f'persona = "{study_dir}/persona'))
     out = tmp_path / "run"

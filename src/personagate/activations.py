@@ -20,7 +20,7 @@ from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
 from personagate.prompts import PaddedBatch, left_pad, length_sorted_batches
 
-Positions = Literal["last", "post_instruction", "spans"]
+Positions = Literal["last", "post_instruction", "spans", "all"]
 
 
 @dataclass
@@ -45,6 +45,8 @@ def _position_mask(
     mask = torch.zeros((rows, width), dtype=torch.bool, device=batch.input_ids.device)
     if positions == "last":
         mask[:, -1] = True
+    elif positions == "all":
+        mask = batch.attention_mask.bool()
     elif positions == "post_instruction":
         if not post_instruction:
             raise PersonagateError(
@@ -60,7 +62,7 @@ def _position_mask(
                 raise PersonagateError(f"span ({start}, {stop}) lies outside prompt {row} of {width - pad} tokens")
             mask[row, pad + start : pad + stop] = True
     else:
-        raise PersonagateError(f"unknown positions {positions!r}; use last, post_instruction or spans")
+        raise PersonagateError(f"unknown positions {positions!r}; use last, post_instruction, spans or all")
     return mask
 
 
@@ -194,3 +196,31 @@ def tail_activations(
 
     _capture(chat, token_lists, select, consume, batch_size, progress, desc)
     return acts_out, logits_out
+
+
+def second_moments(
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "second moments",
+) -> dict[int, torch.Tensor]:
+    """Per layer of ``layers``: ``E[h h^T]`` of resid_pre over every (non-padding) token of the prompts,
+    ``[d, d]`` float64. The energy a unit direction ``u`` carries there is ``u^T M u``. Run inside
+    ``steer(...)`` to measure the stream under an intervention."""
+    sums = {layer: torch.zeros((chat.hidden_size, chat.hidden_size), dtype=torch.float64) for layer in layers}
+    count = 0
+
+    def consume(indices: list[int], acts: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> None:
+        nonlocal count
+        for layer in layers:
+            h = acts[:, layer].to(torch.float64)
+            sums[layer] += h.T @ h
+        count += int(mask.sum())
+
+    _capture(chat, token_lists, lambda b, i: _position_mask(b, "all", None, None), consume, batch_size, progress, desc)
+    if count == 0:
+        raise PersonagateError("no positions were recorded; the prompt set is empty")
+    return {layer: value / count for layer, value in sums.items()}

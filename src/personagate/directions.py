@@ -284,3 +284,58 @@ def matched_random_direction(like: Direction, anchor: torch.Tensor, seed: int, *
         "controls_for": like.name,
     }
     return Direction(out if like.per_layer else out[0], name=name or f"matched-{seed}", meta=meta)
+
+
+def _tilted_energy(values: torch.Tensor, c: torch.Tensor, a: float) -> float:
+    """The energy ``u^T M u`` of ``u ~ M^a g`` normalised, from M's eigenvalues and ``c = V^T g``."""
+    weights = values ** (2 * a) * c * c
+    return float((weights * values).sum() / weights.sum())
+
+
+def energy_matched_direction(
+    like: Direction, moments: dict[int, torch.Tensor], seed: int, *, name: str | None = None
+) -> Direction:
+    """A random control that removes as much as ``like`` does: at every layer ``l`` of ``moments`` (the
+    second moment ``E[h h^T]`` of the residual stream there), a random unit vector ``u`` carrying the
+    same energy ``u^T M u`` as ``like``'s unit vector, scaled to ``like``'s norm; elsewhere Haar-random.
+
+    ``u`` is a Gaussian draw ``g`` tilted by a power of ``M``: ``u ~ M^a g``. The energy of that unit
+    vector is ``sum(l_i^(2a+1) c_i^2) / sum(l_i^(2a) c_i^2)`` over ``M``'s eigenpairs (``c = V^T g``), the
+    ratio of consecutive moments of a log-convex function, so it grows monotonically with ``a``, and
+    ``a`` is found by bisection (``a = 0``: Haar-random). Energy is a projection's bite: how much of the
+    stream a direction carries is what projecting it out removes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0).expand(max(moments) + 1, -1)
+    out = torch.zeros((rows.shape[0], like.hidden_size), dtype=torch.float32)
+    achieved: dict[str, list[float]] = {}
+    for layer in range(rows.shape[0]):
+        v = rows[layer].to(torch.float64)
+        g = torch.randn(like.hidden_size, generator=generator, dtype=torch.float64)
+        norm = float(v.norm())
+        if norm == 0:
+            continue
+        if layer not in moments:
+            out[layer] = (g / g.norm() * norm).to(torch.float32)
+            continue
+        values, vectors = torch.linalg.eigh(moments[layer].to(torch.float64))
+        values = values.clamp_min(float(values.max()) * 1e-12)
+        c = vectors.T @ g
+        target = float((v / norm) @ moments[layer].to(torch.float64) @ (v / norm))
+
+        low, high = -8.0, 8.0
+        for _ in range(60):
+            middle = (low + high) / 2
+            low, high = (middle, high) if _tilted_energy(values, c, middle) < target else (low, middle)
+        a = (low + high) / 2
+        u = vectors @ (values**a * c)
+        out[layer] = (u / u.norm() * norm).to(torch.float32)
+        achieved[str(layer)] = [target, _tilted_energy(values, c, a)]
+    meta = {
+        **{k: v for k, v in like.meta.items() if k in ("model", "config_hash")},
+        "method": "random, energy along it matched per layer (tilted Gaussian)",
+        "seed": seed,
+        "controls_for": like.name,
+        "energy": achieved,  # per layer: [target, achieved]
+    }
+    return Direction(out if like.per_layer else out[0], name=name or f"energy-{seed}", meta=meta)

@@ -24,7 +24,7 @@ def add_parsers(sub: Any) -> None:
         study.add_argument("--model", default=None, help="overrides [model] id of the spec")
         study.add_argument("--quick", action="store_true", help="every arm, fewer prompts, seeds and layers")
         study.add_argument(
-            "--protocol", choices=["v2", "v1"], default="v2", help="v1: the first protocol's design, to compare"
+            "--protocol", choices=["v3", "v2", "v1"], default="v3", help="v2, v1: earlier designs, to compare"
         )
         study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
         study.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -55,10 +55,11 @@ def run_study(args: argparse.Namespace) -> int:
     from personagate.experiments.design.spec import StudySpec
     from personagate.experiments.study import run_study as run
     from personagate.report import write_report
+    from personagate.report.terminal import verdict_table
 
     spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
-    profile = ("quick" if args.quick else "full") + ("" if args.protocol == "v2" else f"-{args.protocol}")
+    profile = ("quick" if args.quick else "full") + ("" if args.protocol == "v3" else f"-{args.protocol}")
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")
@@ -72,7 +73,9 @@ def run_study(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker,
     )
     write_report(results)
-    print(f"wrote {results.path / 'summary.csv'} and {results.path / 'report.html'}")
+    print(verdict_table(results))
+    for name in ("verdicts.csv", "summary.csv", "report.html"):
+        print(f"wrote {results.path / name}")
     return 0
 
 

@@ -19,6 +19,7 @@ from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, split_prompts
 from personagate.experiments.execution.runner import StudyRunner
+from personagate.experiments.execution.stages import run_stages
 from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
 from personagate.outputs import check_output_dir
@@ -126,7 +127,7 @@ def run_study(
                 gpus_per_worker,
             )
             executor = RayPool(config)
-        StudyRunner(spec, chat, store, splits, progress, executor).run()
+        run_stages(StudyRunner(spec, chat, store, splits, progress, executor))
         store.set_fact("seconds_last_session", time.perf_counter() - started)
         results = Results.of(store)
         write_exports(results)

@@ -29,6 +29,7 @@ td.inconclusive{background:#fff8e1;font-weight:600}
 .plots{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.plots figure{margin:0}.plots img{width:100%}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.5rem;border-radius:4px;font-size:.8rem;margin:.25rem 0}
 details{margin:.25rem 0}summary{cursor:pointer}.muted{color:#777}
+.stopped{background:#fde8e8;padding:.5rem;border-radius:4px}
 """
 COMPACT_COLUMNS = (
     "condition",
@@ -59,9 +60,15 @@ def render(results: Results, samples: int = 3) -> str:
     injection = layout.injection if layout else "?"
     n_layers = layout.n_layers if layout else "?"
     late = f"[{layout.late[0]}, {layout.late[1]}]" if layout else ""
+    banner = (
+        f"<p class='stopped'><b>Stopped before the test stage:</b> {esc(facts.stopped)}. Nothing was tested, "
+        "so no verdict was computed; try smaller persona doses (persona.coeffs) or a later injection layer.</p>"
+        if facts.stopped
+        else ""
+    )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>personagate report</title>"
-        f"<style>{_CSS}</style></head><body><h1>personagate study report</h1>",
+        f"<style>{_CSS}</style></head><body>{banner}<h1>personagate study report</h1>",
         f"<p>Model <b>{esc(info.model)}</b> · protocol {esc(info.protocol)} · spec {esc(info.spec_source)}"
         f" · persona injected at layer {esc(str(injection))} of {esc(str(n_layers))} with coefficient "
         f"{esc(str(facts.persona_coeff))} ({esc(facts.persona_coeff_rule)}) · late window {esc(late)}"
@@ -69,6 +76,8 @@ def render(results: Results, samples: int = 3) -> str:
         "<h2>Verdicts</h2><p class='muted'>Each finding is a rule declared in the spec before the run "
         "(statistic, margin, alpha) and computed from the measurements below.</p>",
         _verdict_table(results.main_verdicts()),
+        _classification_tables(results.main_verdicts()),
+        _calibration_table(results),
     ]
     robust = results.robustness()
     if robust:
@@ -108,14 +117,59 @@ def render(results: Results, samples: int = 3) -> str:
 def _verdict_table(verdicts: Sequence[Verdict]) -> str:
     esc = html.escape
     rows = "".join(
-        f"<tr><td>{esc(v.claim)}</td><td class='{v.outcome.replace(' ', '-')}'>{esc(v.outcome)}</td>"
+        f"<tr><td>{esc(v.claim)}</td><td>{esc(v.kind)}</td>"
+        f"<td class='{v.outcome.replace(' ', '-')}'>{esc(v.outcome)}</td><td>{esc(v.reason)}</td>"
         f"<td>{_cell(v.effect)} [{_cell(v.ci_low)}, {_cell(v.ci_high)}]</td><td>{_cell(v.p_value)}</td>"
-        f"<td>{v.n}</td><td>{esc(v.statistic)}</td><td>{esc(v.detail)}</td></tr>"
+        f"<td>{v.n} ({v.excluded} excl.)</td><td>{_cell(v.power)} / {_cell(v.detectable)}</td>"
+        f"<td>{esc(v.statistic)}</td><td>{esc(v.detail)}</td></tr>"
         for v in verdicts
     )
     return (
-        "<table><tr><th>finding</th><th>verdict</th><th>effect [CI]</th><th>p</th><th>n</th><th>statistic</th>"
+        "<p class='muted'>kind: <i>as claimed</i> tests the paper's claim as stated, <i>specific</i> whether it is "
+        "specific to the compliant persona. n: coherent prompt pairs (pairs with an incoherent reply left out; "
+        "a verdict stands only if counting them as refusals agrees). power / detectable: the test's power at the "
+        "declared margin and expected discordance, and the smallest effect it finds with power 0.8.</p>"
+        "<table><tr><th>finding</th><th>kind</th><th>verdict</th><th>why inconclusive</th><th>effect [CI]</th>"
+        "<th>p</th><th>n</th><th>power / detectable</th><th>test</th>"
         f"<th>numbers behind it</th></tr>{rows}</table>"
+    )
+
+
+def _classification_tables(verdicts: Sequence[Verdict]) -> str:
+    """A rule's per-condition table (the reintroduction classes), under its finding's name."""
+    esc = html.escape
+    parts = []
+    for v in verdicts:
+        if not v.table:
+            continue
+        columns = [c for c in v.table[0] if c != "condition"]
+        head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+        body = "".join(
+            f"<tr title='{esc(str(row.get('condition', '')))}'>"
+            + "".join(f"<td>{_cell(row[c])}</td>" for c in columns)
+            + "</tr>"
+            for row in v.table
+        )
+        parts.append(f"<h3>{esc(v.finding)}: each (layer, dose)</h3><table><tr>{head}</tr>{body}</table>")
+    return "".join(parts)
+
+
+def _calibration_table(results: Results) -> str:
+    """The reintroduction doses found per layer (fractions of the residual norm) and those left out."""
+    calibration = results.facts.calibration
+    if not calibration:
+        return ""
+    esc = html.escape
+    doses, missing = calibration.get("doses", {}), calibration.get("missing", {})
+    rows = "".join(
+        f"<tr><td>{esc(layer)}</td><td>{esc(', '.join(f'{t:g}: x{f:.3g}' for t, f in found))}</td>"
+        f"<td>{esc('; '.join(missing.get(layer, [])))}</td></tr>"
+        for layer, found in doses.items()  # type: ignore[union-attr]
+    )
+    return (
+        "<h3>Reintroduction doses, calibrated on harmless validation prompts</h3><p class='muted'>Per layer: the "
+        "induced refusal rate on harmless prompts and the fraction of the residual norm that induces it.</p>"
+        f"<table><tr><th>layer</th><th>doses (rate: fraction)</th><th>left out</th></tr>{rows}</table>"
     )
 
 

@@ -8,10 +8,24 @@ from personagate.experiments.analysis.results import Results
 
 
 def markdown(results: Results) -> str:
-    lines = ["| finding | verdict | effect [95% CI] | p | n | numbers behind it |", "|---|---|---|---:|---:|---|"]
+    lines = [f"**Stopped:** {results.facts.stopped}", ""] if results.facts.stopped else []
+    lines += [
+        "| finding | kind | verdict | why inconclusive | effect [95% CI] | p | n (excl.) | power / detectable "
+        "| numbers behind it |",
+        "|---|---|---|---|---|---:|---:|---|---|",
+    ]
     for v in results.main_verdicts():
         effect = f"{_num(v.effect)} [{_num(v.ci_low)}, {_num(v.ci_high)}]"
-        lines.append(f"| {v.claim} | **{v.outcome}** | {effect} | {_num(v.p_value)} | {v.n} | {v.detail} |")
+        lines.append(
+            f"| {v.claim} | {v.kind} | **{v.outcome}** | {v.reason} | {effect} | {_num(v.p_value)} | "
+            f"{v.n} ({v.excluded}) | {_num(v.power)} / {_num(v.detectable)} | {v.detail} |"
+        )
+    for v in results.main_verdicts():
+        if v.table:
+            columns = [c for c in v.table[0] if c != "condition"]
+            lines += ["", f"{v.finding}, each (layer, dose):", "", "| " + " | ".join(columns) + " |"]
+            lines.append("|" + "---|" * len(columns))
+            lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in v.table]
     robust = results.robustness()
     if robust:
         lines += ["", "Robustness (the same rules, sweep-mode measures, on each resample of the training prompts):", ""]

@@ -71,6 +71,14 @@ def refused(row: Row) -> int:
     return int(row.label == REFUSE) if row.label is not None else int(row.refusal or 0)
 
 
+def outcome(row: Row) -> str:
+    """Refuse, comply or incoherent: a labelled reply's label; a first-token row, which cannot see
+    incoherence, refuse or comply by its flag."""
+    if row.label is not None:
+        return row.label
+    return REFUSE if row.refusal else COMPLY
+
+
 @dataclass(frozen=True)
 class Measurements:
     """Everything a run measured, each piece computed once (``Measurements.of(store)``)."""
@@ -79,6 +87,7 @@ class Measurements:
     rows: Mapping[tuple[str, str], tuple[Row, ...]]  # (condition, prompt set) -> rows by prompt id
     rates: Mapping[str, ConditionRates]
     outcomes: Mapping[str, Mapping[int, int]]  # per condition, on the test prompts: prompt id -> refused
+    labels: Mapping[str, Mapping[int, str]]  # per condition, on the test prompts: prompt id -> outcome
     guard: Mapping[str, float]  # per condition: NLL increase of the neutral passages (nats/token)
 
     @classmethod
@@ -95,8 +104,10 @@ class Measurements:
             c.name: ConditionRates.of(by_set.get((c.name, c.prompts), ()), by_set.get((c.name, SAFE), ()))
             for c in conditions
         }
-        outcomes = {c.name: {r.prompt_id: refused(r) for r in by_set.get((c.name, HARMFUL), ())} for c in conditions}
-        return cls(tuple(conditions), by_set, rates, outcomes, _guard(conditions, by_set))
+        tested = {c.name: by_set.get((c.name, HARMFUL), ()) for c in conditions}
+        outcomes = {name: {r.prompt_id: refused(r) for r in rows} for name, rows in tested.items()}
+        labels = {name: {r.prompt_id: outcome(r) for r in rows} for name, rows in tested.items()}
+        return cls(tuple(conditions), by_set, rates, outcomes, labels, _guard(conditions, by_set))
 
     def replies(self, condition: StoredCondition) -> tuple[Row, ...]:
         """The condition's rows on the prompt set it is measured on."""

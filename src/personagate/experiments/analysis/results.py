@@ -48,6 +48,8 @@ class RunFacts:
     persona_coeff_rule: str
     cos_persona_refusal: tuple[float, ...]
     resample_seeds: tuple[int, ...]
+    stopped: str  # why the run stopped before the test stage (no coherent persona dose), else empty
+    calibration: dict[str, object] | None  # the reintroduction doses' calibration, when calibrated
 
     @classmethod
     def of(cls, store: RunStore) -> RunFacts:
@@ -59,6 +61,8 @@ class RunFacts:
             persona_coeff_rule=str(store.fact("persona_coeff_rule", "")),
             cos_persona_refusal=tuple(float(x) for x in store.fact("cos_persona_refusal") or ()),
             resample_seeds=tuple(int(x) for x in store.fact("resample_seeds") or ()),
+            stopped=str(store.fact("no_coherent_persona_dose", "")),
+            calibration=store.fact("calibration"),
         )
 
 

@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.analysis.rules import RULES
 from personagate.experiments.analysis.scope import Scope
-from personagate.experiments.analysis.verdict import INCONCLUSIVE, REPRODUCED, Verdict
+from personagate.experiments.analysis.verdict import (
+    INCONCLUSIVE,
+    PREREQUISITE,
+    REPRODUCED,
+    SENSITIVITY,
+    UNDERPOWERED,
+    Verdict,
+)
+from personagate.experiments.design.findings import Finding
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.spec import StudySpec
 
@@ -30,7 +38,7 @@ def compute_verdicts(
     """The main verdicts, then one set per resample of the directions (sweep mode)."""
     if not spec.findings:
         return ()
-    main, sweep, min_n = spec.generation.main, spec.generation.sweep, spec.verdicts.min_n
+    main, sweep = spec.generation.main, spec.generation.sweep
     scopes = [Scope(measurements, spec, layout, 0, (main, sweep), "main")]
     for index, seed in enumerate(resamples or [0]):
         scopes.append(Scope(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
@@ -38,15 +46,34 @@ def compute_verdicts(
     for scope in scopes:
         done: dict[str, Verdict] = {}
         for finding in spec.findings:
-            verdict = RULES[finding.rule].compute(scope, finding)
+            verdict = _with_sensitivity(scope, finding)
+            verdict.kind = finding.kind
             required = done.get(finding.requires)
             if required is not None and required.outcome != REPRODUCED and verdict.outcome == REPRODUCED:
-                verdict.outcome = INCONCLUSIVE
-                verdict.detail = f"requires {required.finding!r}, which is {required.outcome}; " + verdict.detail
+                verdict.inconclusive(PREREQUISITE, f"requires {required.finding!r}, which is {required.outcome}")
+            min_n = spec.verdicts.min_n
             if 0 < verdict.n < min_n:  # said even when the numbers are inconclusive anyway
                 pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
-                verdict.detail = f"underpowered (n={verdict.n} < {min_n}{pointing}); " + verdict.detail
-                verdict.outcome = INCONCLUSIVE
+                verdict.inconclusive(UNDERPOWERED, f"underpowered (n={verdict.n} < {min_n}{pointing})")
             done[finding.id] = verdict
             out.append(verdict)
     return tuple(out)
+
+
+def _with_sensitivity(scope: Scope, finding: Finding) -> Verdict:
+    """The rule on coherent pairs, then with incoherent replies counted as refusals: the primary
+    verdict stands only when both reach the same outcome."""
+    rule = RULES[finding.rule]
+    primary = rule.compute(scope.with_incoherent("exclude"), finding)
+    sensitivity = rule.compute(scope.with_incoherent("refuse"), finding)
+    if primary.outcome == sensitivity.outcome:
+        if primary.excluded:
+            primary.detail += (
+                f"; {primary.excluded} prompt(s) with an incoherent reply left out; counting them as refusals "
+                "gives the same outcome"
+            )
+        return primary
+    return primary.inconclusive(
+        SENSITIVITY,
+        f"on coherent pairs {primary.outcome}, with incoherent replies counted as refusals {sensitivity.outcome}",
+    )

@@ -15,7 +15,8 @@ from personagate.errors import PersonagateError
 from personagate.experiments.analysis.rules import RULES
 from personagate.experiments.design.names import Role
 
-ROLE_KEYS = ("treated", "reference", "family", "null", "baseline")
+ROLE_KEYS = ("treated", "reference", "steered", "control", "family", "null", "baseline", "named")
+KINDS = ("as claimed", "specific")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,20 @@ class Finding:
     id: str
     claim: str
     rule: str
+    kind: str = "as claimed"  # "as claimed": the paper's claim as stated; "specific": its specificity
     treated: Role | None = None
     reference: Role | None = None
+    steered: Role | None = None  # the persona-steered arm a restoration starts from
+    control: Role | None = None  # the same intervention on the unsteered model
     family: Role | None = None
     null: Role | None = None
     baseline: Role | None = None
+    named: Role | None = None  # named comparators or nulls (the style personas)
     requires: str = ""
+
+    def optional(self, key: str) -> Role | None:
+        value = getattr(self, key)
+        return value if isinstance(value, Role) else None
 
     def role(self, key: str) -> Role:
         """The role under ``key``; the spec check guarantees every key the rule needs is set."""
@@ -63,6 +72,8 @@ def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
         for key in rule.needs:
             if not values.get(key):
                 raise PersonagateError(f"{where}: rule {rule.name!r} needs '{key}'")
+        if values.get("kind", KINDS[0]) not in KINDS:
+            raise PersonagateError(f"{where}.kind = {values['kind']!r}; use one of {', '.join(map(repr, KINDS))}")
         roles = {k: Role.parse(values[k], f"{where}.{k}") for k in ROLE_KEYS if values.get(k)}
         plain = {k: v for k, v in values.items() if k not in ROLE_KEYS}
         out.append(Finding(**plain, **roles))  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ class Layout:
                 f"no projection window fits after the injection layer {injection} of {n_layers} blocks; "
                 "inject earlier (persona.layer) or narrow windows.width"
             )
-        layers = tuple(range(0, n_layers, spec.reintroduce.layer_stride))
+        layers = tuple(range(spec.reintroduce.first_layer, n_layers, spec.reintroduce.layer_stride))
         return cls(
             n_layers=n_layers,
             injection=injection,

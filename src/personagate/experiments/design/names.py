@@ -50,7 +50,9 @@ class Group(Name):
     PROJECTION_ONLY = "projection_only"  # the same projection on the unsteered model
     NATURAL_WINDOW = "natural_window"  # natural persona, persona projected out of a window
     RANDOM_WINDOW = "random_window"  # persona steering, a matched random direction projected out
+    STYLE_WINDOW = "style_window"  # persona steering, a style persona's direction projected out (named nulls)
     NATURAL_RANDOM_WINDOW = "natural_random_window"
+    CALIBRATION = "calibration"  # the refusal direction added to the unsteered model on harmless validation prompts
     POSITIVE_CONTROL = "positive_control"  # the injected vector itself projected out of the late window
     MEDIATION = "mediation"  # refusal's projection clamped to its baseline value in a window
 
@@ -75,9 +77,11 @@ class Role(Name):
     NATURAL_LATE_WINDOW = "natural_late_window"
     RANDOM_WINDOW = "random_window"
     RANDOM_LATE_WINDOW = "random_late_window"
+    STYLE_LATE_WINDOW = "style_late_window"
     NATURAL_RANDOM_LATE_WINDOW = "natural_random_late_window"
     POSITIVE_CONTROL = "positive_control"
     MEDIATION = "mediation"
+    CALIBRATION = "calibration"
 
 
 # generate: the reply, labelled three ways; screen: its first few tokens, refuse or not by the
@@ -88,6 +92,7 @@ MODES: tuple[Mode, ...] = ("generate", "screen", "first_token")
 # Prompt sets a condition is measured on.
 HARMFUL = "harmful"  # the test split
 HARMFUL_VAL = "harmful_val"  # the validation split: choices only
+HARMLESS_VAL = "harmless_val"  # harmless validation prompts: the reintroduction doses' calibration
 SAFE = "safe"  # over-refusal
 NEUTRAL = "neutral"  # coherence guard passages
 

@@ -16,11 +16,8 @@ from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMFUL_VAL, Group, Mode, Role
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.sweeps import persona_op, reintroduce_family, span, window_sweep
+from personagate.experiments.design.sweeps import STYLES, Doses, persona_op, reintroduce_family, span, window_sweep
 from personagate.interventions import Ablate, Add, Clamp, Program, Window
-
-STYLES = ("pirate", "butler", "scientist")
-
 
 # --- validation: the persona coefficient ------------------------------------------------------------
 
@@ -35,7 +32,7 @@ def validation_conditions(spec: StudySpec, layout: Layout) -> list[Condition]:
                 f"persona x{coeff:g} [val]",
                 Group.PERSONA_SWEEP,
                 Role.PERSONA_SWEEP,
-                Program([persona_op(coeff, layout.injection)]),
+                Program([persona_op(spec, coeff, layout.injection)]),
                 main,
                 prompts=HARMFUL_VAL,
                 axis=coeff,
@@ -48,7 +45,7 @@ def validation_conditions(spec: StudySpec, layout: Layout) -> list[Condition]:
 
 
 def main_conditions(
-    spec: StudySpec, layout: Layout, coeff: float, baseline_projection: Sequence[float]
+    spec: StudySpec, layout: Layout, coeff: float, baseline_projection: Sequence[float], doses: Doses
 ) -> list[Condition]:
     """Every arm on the test prompts, resample 0: the headline arms in the main mode (those the spec
     lists in ``generation.generate_roles``; the others screened), sweeps and nulls in the sweep mode,
@@ -59,7 +56,7 @@ def main_conditions(
         return main if role in spec.generation.generate_roles else sweep
 
     p, late = layout.injection, layout.late
-    steer = persona_op(coeff, p)
+    steer = persona_op(spec, coeff, p)
     base = f"persona x{coeff:g}"
     out: list[Condition] = [
         Condition("baseline", Group.BASELINE, Role.BASELINE, Program(), mode(Role.BASELINE), over_refusal=True),
@@ -78,7 +75,7 @@ def main_conditions(
             f"{base}, injection removed again",
             Group.SANITY,
             Role.SANITY,
-            Program([steer, persona_op(-coeff, p)]),
+            Program([steer, persona_op(spec, -coeff, p)]),
             sweep,
         ),
     ]
@@ -154,9 +151,10 @@ def main_conditions(
                 )
             )
     out += window_sweep(spec, layout, coeff, resample=0)
-    out += reintroduce_family(spec, layout, coeff, resample=0)
+    out += reintroduce_family(spec, layout, coeff, 0, doses)
     if spec.windows.mediation:
         for window in layout.windows:
+            # the target: the baseline's mean projection on the validation prompts, never the test prompts
             clamp = Clamp("refusal", tuple(baseline_projection), Window(*window), scope="last")
             out.append(
                 Condition(

@@ -46,18 +46,27 @@ else:  # pragma: no cover
 QUICK: dict[str, dict[str, Any]] = {
     "prompts": {"n_val": 8, "n_test": 12, "n_train": 24, "n_safe": 4, "n_neutral": 4},
     "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
-    "persona": {"coeffs": [4.0, 8.0], "random_adds": [0]},
-    "reintroduce": {"coeffs": [0.5, 2.0], "resample_coeffs": [2.0], "layer_stride": 8},
-    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 2},
+    "persona": {"random_adds": [0, 1]},
+    "reintroduce": {"layer_stride": 8},
+    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 1},
     "generation": {
         "max_new_tokens": 32,
         "refusal_token_prompts": 12,
-        "generate_roles": ["baseline", "persona", "natural", "persona_late_window"],
+        "generate_roles": ["baseline", "persona", "persona_late_window", "projection_only_late"],
     },
 }
+# ... and the doses --quick tries, on each protocol's own scale.
+QUICK_DOSES: dict[str, dict[str, dict[str, Any]]] = {
+    "v3": {
+        "persona": {"coeffs": [0.25, 0.5, 1.0]},
+        "reintroduce": {"coeffs": [0.3, 0.7], "resample_coeffs": [0.5], "grid": [0.06, 0.25, 1.0]},
+    },
+    "v2": {"persona": {"coeffs": [4.0, 8.0]}, "reintroduce": {"coeffs": [0.5, 2.0], "resample_coeffs": [2.0]}},
+}
+QUICK_DOSES["v1"] = QUICK_DOSES["v2"]
 
-# Named protocols: the default (v2) and the first protocol's design (v1), as overrides of the default.
-PROTOCOLS = ("v2", "v1")
+# Named protocols: the default (v3) and earlier designs, each a chain of override files over the default.
+PROTOCOLS: dict[str, tuple[str, ...]] = {"v3": (), "v2": ("v2",), "v1": ("v2", "v1")}
 
 
 def default_spec_text() -> str:
@@ -94,16 +103,14 @@ class StudySpec:
         *,
         quick: bool = False,
         overrides: dict[str, dict[str, Any]] | None = None,
-        protocol: str = "v2",
+        protocol: str = "v3",
     ) -> StudySpec:
         """The default spec (with the named ``protocol``'s changes), updated by the file at ``path``,
         then by --quick, then by ``overrides``."""
         if protocol not in PROTOCOLS:
             raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-        data = tomllib.loads(default_spec_text())
+        data = _protocol_data(protocol)
         base, source = Path.cwd(), f"built-in study.toml (protocol {protocol})"
-        if protocol != "v2":
-            _merge(data, tomllib.loads(protocol_text(protocol)), f"protocol {protocol}")
         if path is not None:
             from personagate.program_files import read_toml
 
@@ -112,6 +119,7 @@ class StudySpec:
             base, source = path.resolve().parent, str(path)
         if quick:
             _merge(data, copy.deepcopy(QUICK), "--quick")
+            _merge(data, copy.deepcopy(QUICK_DOSES[protocol]), "--quick")
         if overrides:
             _merge(data, overrides, "command line")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
@@ -131,9 +139,7 @@ class StudySpec:
         protocol = str(recorded.get("protocol", "v2"))
         if protocol not in PROTOCOLS:
             raise PersonagateError(f"the run's manifest names an unknown protocol {protocol!r}")
-        data = tomllib.loads(default_spec_text())
-        if protocol != "v2":
-            _merge(data, tomllib.loads(protocol_text(protocol)), f"protocol {protocol}")
+        data = _protocol_data(protocol)
         _merge(data, _known(recorded, data), "the run's recorded spec")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
         findings = build_findings(data.get("findings", []))
@@ -242,6 +248,14 @@ def _window(text: str, where: str) -> Window:
         return Window.parse(text)
     except PersonagateError as exc:
         raise PersonagateError(f"{where}: {exc}") from None
+
+
+def _protocol_data(protocol: str) -> dict[str, Any]:
+    """The default spec with a named protocol's override files applied in order."""
+    data = tomllib.loads(default_spec_text())
+    for name in PROTOCOLS[protocol]:
+        _merge(data, tomllib.loads(protocol_text(name)), f"protocol {name}")
+    return data
 
 
 def _known(recorded: Mapping[str, Any], defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:

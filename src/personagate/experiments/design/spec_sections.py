@@ -53,6 +53,9 @@ class DirectionsSection:
     refusal_max_kl: float = field(metadata={"positive": True})
     persona_questions: int = field(metadata=POSITIVE)
     persona_against: Literal["default", "contrast"]
+    natural_holdout: int = field(
+        metadata=NON_NEGATIVE
+    )  # compliant personas kept out of the direction, for the natural arm
     refusal_tokens: list[str]
     resamples: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
 
@@ -60,6 +63,7 @@ class DirectionsSection:
 @dataclass(frozen=True)
 class PersonaSection:
     layer: int | float
+    dose: Literal["mean_diff", "residual_norm"]
     coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
     styles: bool
     random_adds: list[int] = field(metadata={"unique": True, "minimum": 0})
@@ -67,9 +71,11 @@ class PersonaSection:
 
 @dataclass(frozen=True)
 class ReintroduceSection:
-    dose: Literal["mean_diff", "residual_norm", "selected_raw"]
+    dose: Literal["calibrated", "mean_diff", "residual_norm", "selected_raw"]
     coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
     resample_coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    grid: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
+    first_layer: int = field(metadata=NON_NEGATIVE)
     layer_stride: int = field(metadata=POSITIVE)
     early: str
     late: str
@@ -82,10 +88,11 @@ class WindowsSection:
     stride: int | float = field(metadata=FRACTION)
     late: str
     contain_injection: bool
-    random: Literal["matched", "orthogonal"]
+    random: Literal["energy", "matched", "orthogonal"]
     random_seeds: int = field(metadata=NON_NEGATIVE)
     side_seeds: int = field(metadata=NON_NEGATIVE)
     natural: bool
+    style_nulls: bool
     mediation: bool
     positive_control: bool
 
@@ -119,6 +126,8 @@ class VerdictsSection:
     margin: float = field(metadata={"positive": True})
     min_n: int = field(metadata=POSITIVE)
     max_incoherent: float = field(metadata={"positive": True})
+    expected_discordance: float = field(metadata={"positive": True})
+    min_seeds: int = field(metadata=POSITIVE)
     bootstrap: int = field(metadata=POSITIVE)
     seed: int = field(metadata=NON_NEGATIVE)
 

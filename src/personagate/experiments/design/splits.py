@@ -61,3 +61,19 @@ def split_prompts(spec: StudySpec) -> PromptSplits:
         neutral=neutral[: p.n_neutral],
         n_train=p.n_train,
     )
+
+
+def persona_split(compliant: Sequence[str], holdout: int, resample: int) -> tuple[list[str], list[str]]:
+    """The compliant system prompts that build a resample's persona direction, and those held out of it
+    (the natural-persona arm is framed by these: an arm never reuses the prompts its direction saw).
+    Drawn by a generator seeded with the resample; ``holdout = 0`` uses every prompt for both."""
+    if holdout <= 0:
+        return list(compliant), list(compliant)
+    if holdout >= len(compliant):
+        raise PersonagateError(
+            f"directions.natural_holdout = {holdout} leaves no compliant persona for the direction "
+            f"(there are {len(compliant)}); hold out fewer"
+        )
+    order = np.random.default_rng(resample).permutation(len(compliant))
+    held = sorted(order[:holdout])
+    return [p for i, p in enumerate(compliant) if i not in held], [compliant[i] for i in held]

@@ -4,11 +4,11 @@ every layer and dose, and what each resample of the directions re-measures. Shar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import COMPLIANT_SYSTEM, Group, Role
+from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMLESS_VAL, Group, Role
 from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Program, Window
 
@@ -17,15 +17,69 @@ def span(window: tuple[int, int]) -> str:
     return f"[{window[0]}:{window[1]})"
 
 
-def persona_op(coeff: float, layer: int) -> Add:
-    return Add("persona", coeff, layer)
+STYLES = ("pirate", "butler", "scientist")
+# The refusal vector a reintroduction dose multiplies. mean_diff: each layer's own difference in means;
+# residual_norm and calibrated: each layer's unit vector times the layer's mean residual norm;
+# selected_raw (v1): the one selected vector, the same at every layer.
+REFUSAL_KEYS = {
+    "mean_diff": "refusal",
+    "residual_norm": "refusal-norm",
+    "calibrated": "refusal-norm",
+    "selected_raw": "refusal-selected",
+}
+Doses = Mapping[int, Sequence[tuple[float, float]]]  # per layer: (dose as stated, the op's coefficient)
+
+
+def injected_key(spec: StudySpec) -> str:
+    """The direction the persona arm adds: the raw difference in means, or its residual-norm form."""
+    return "persona-norm" if spec.persona.dose == "residual_norm" else "persona"
+
+
+def persona_op(spec: StudySpec, coeff: float, layer: int) -> Add:
+    return Add(injected_key(spec), coeff, layer)
+
+
+def fixed_doses(layout: Layout, coeffs: Sequence[float]) -> dict[int, list[tuple[float, float]]]:
+    """The same coefficients at every reintroduction layer (doses not calibrated)."""
+    return {layer: [(c, c) for c in coeffs] for layer in layout.reintroduce_layers}
+
+
+def calibration_conditions(spec: StudySpec, layout: Layout) -> list[Condition]:
+    """The refusal direction added to the unsteered model at every reintroduction layer and every
+    fraction of the residual norm in ``reintroduce.grid``, on harmless validation prompts, by the first
+    token (a calibration, never a verdict): which dose induces which refusal rate at which layer."""
+    base = Condition(
+        "no intervention [harmless val]",
+        Group.CALIBRATION,
+        Role.CALIBRATION,
+        Program(),
+        "first_token",
+        prompts=HARMLESS_VAL,
+        dose=0.0,
+    )
+    out = [base]
+    for layer in layout.reintroduce_layers:
+        for f in spec.reintroduce.grid:
+            out.append(
+                Condition(
+                    f"+ refusal @ {layer} x{f:g} residual norm [harmless val]",
+                    Group.CALIBRATION,
+                    Role.CALIBRATION,
+                    Program([Add("refusal-norm", f, layer)]),
+                    "first_token",
+                    prompts=HARMLESS_VAL,
+                    axis=float(layer),
+                    dose=f,
+                )
+            )
+    return out
 
 
 def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -> list[Condition]:
     """Every window: persona projected out under steering, on the unsteered model and on the natural
     persona; the random null of every window (and of the natural arm's late window)."""
     sweep = spec.generation.sweep
-    steer = persona_op(coeff, layout.injection)
+    steer = persona_op(spec, coeff, layout.injection)
     base = f"persona x{coeff:g}"
     suffix = "" if resample == 0 else f" [r{resample}]"
     out: list[Condition] = []
@@ -70,6 +124,18 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                         **common,
                     )
                 )
+        if is_late and resample == 0 and spec.windows.style_nulls and spec.persona.styles:
+            for style in STYLES:  # the style personas' directions projected out: named nulls
+                out.append(
+                    Condition(
+                        f"{base} - style-{style} in {span(window)}",
+                        Group.STYLE_WINDOW,
+                        Role.STYLE_LATE_WINDOW,
+                        Program([steer, Ablate(f"style-{style}", Window(*window))]),
+                        sweep,
+                        **common,
+                    )
+                )
         for seed in range(max(n_seeds, natural_seeds)):  # interleaved: neighbours share a batch
             random = Ablate(f"random-{seed}", Window(*window))
             if seed < n_seeds:
@@ -100,40 +166,36 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
     return out
 
 
-def reintroduce_family(
-    spec: StudySpec, layout: Layout, coeff: float, resample: int, doses: Sequence[float] | None = None
-) -> list[Condition]:
-    """The refusal direction added back under persona steering: every layer (stride) x every dose."""
-    steer = persona_op(coeff, layout.injection)
+def reintroduce_family(spec: StudySpec, layout: Layout, coeff: float, resample: int, doses: Doses) -> list[Condition]:
+    """The refusal direction added back under persona steering: every layer x its doses."""
+    steer = persona_op(spec, coeff, layout.injection)
     base = f"persona x{coeff:g}"
     suffix = "" if resample == 0 else f" [r{resample}]"
-    # mean_diff: each layer's own difference in means; residual_norm: each layer's unit vector times the
-    # layer's mean residual norm; selected_raw (v1): the one selected vector, the same at every layer
-    key = {"mean_diff": "refusal", "residual_norm": "refusal-norm", "selected_raw": "refusal-selected"}
+    unit = " (induced harmless refusal)" if spec.reintroduce.dose == "calibrated" else ""
     out = []
     for layer in layout.reintroduce_layers:
-        for scale in doses if doses is not None else spec.reintroduce.coeffs:
-            op = Add(key[spec.reintroduce.dose], scale, layer)
+        for dose, coefficient in doses.get(layer, ()):
+            op = Add(REFUSAL_KEYS[spec.reintroduce.dose], coefficient, layer)
             out.append(
                 Condition(
-                    f"{base} + refusal @ {layer} x{scale:g}{suffix}",
+                    f"{base} + refusal @ {layer} x{dose:g}{unit}{suffix}",
                     Group.REINTRODUCE,
                     Role.REINTRODUCE,
                     Program([steer, op]),
                     spec.generation.sweep,
                     axis=float(layer),
-                    dose=scale,
+                    dose=dose,
                     resample=resample,
                 )
             )
     return out
 
 
-def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample: int) -> list[Condition]:
+def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample: int, doses: Doses) -> list[Condition]:
     """What a resample of the training prompts re-measures, in the sweep mode: the conditions every
     verdict rests on, with that resample's directions."""
     sweep = spec.generation.sweep
-    steer = persona_op(coeff, layout.injection)
+    steer = persona_op(spec, coeff, layout.injection)
     out = [
         Condition(
             f"persona x{coeff:g} [r{resample}] [{sweep}]",
@@ -157,5 +219,7 @@ def resample_conditions(spec: StudySpec, layout: Layout, coeff: float, resample:
                 window=layout.late,
             )
         )
-    family = reintroduce_family(spec, layout, coeff, resample, spec.reintroduce.resample_coeffs)
+    again = set(spec.reintroduce.resample_coeffs)
+    chosen = {layer: [d for d in pairs if d[0] in again] for layer, pairs in doses.items()}
+    family = reintroduce_family(spec, layout, coeff, resample, chosen)
     return out + window_sweep(spec, layout, coeff, resample) + family

@@ -12,27 +12,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design import names as g
-from personagate.experiments.design import protocol, sweeps
 from personagate.experiments.design.conditions import Condition
-from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.splits import PromptSplits
+from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.execution.executors import Executor, InProcess
 from personagate.experiments.execution.units import Kind, Unit, cut
 from personagate.experiments.execution.units import Settings as UnitSettings
-from personagate.experiments.execution.vectors import VectorMaker
 from personagate.experiments.storage.records import StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import find_refusal_tokens, projections_by_layer
-from personagate.interventions import Program
 from personagate.models.loading import ChatModel
 from personagate.persona_directions import PersonaSet
 from personagate.prompts import ChatFormatter
@@ -82,11 +75,13 @@ class StudyRunner:
         return {
             g.HARMFUL: self.splits.harmful_test,
             g.HARMFUL_VAL: self.splits.harmful_val,
+            g.HARMLESS_VAL: self.splits.harmless_val,
             g.SAFE: self.splits.safe,
         }[prompt_set]
 
     def ids(self, prompt_set: str, system: str) -> list[list[int]]:
-        """Token ids of a prompt set framed by the default persona, or by the compliant personas in turn."""
+        """Token ids of a prompt set framed by the default persona, or by the compliant personas in turn
+        (those held out of the main resample's persona direction: the natural arm never reuses them)."""
         key = (prompt_set, system)
         if key not in self._ids:
             texts = self.texts(prompt_set)
@@ -94,7 +89,9 @@ class StudyRunner:
                 fmt = ChatFormatter(self.chat.tokenizer)
                 self._ids[key] = [fmt.encode(t) for t in texts]
             else:
-                personas = [ChatFormatter(self.chat.tokenizer, s) for s in PersonaSet.builtin().compliant]
+                holdout, first = self.spec.directions.natural_holdout, self.spec.directions.resamples[0]
+                _, held = persona_split(PersonaSet.builtin().compliant, holdout, first)
+                personas = [ChatFormatter(self.chat.tokenizer, s) for s in held]
                 self._ids[key] = [personas[i % len(personas)].encode(t) for i, t in enumerate(texts)]
         return self._ids[key]
 
@@ -211,22 +208,6 @@ class StudyRunner:
             self.store.set_fact("refusal_tokens", tokens)
         self.refusal_tokens = RefusalTokens.from_dict(tokens)
 
-    def choose_coefficient(self, sweep: Sequence[Condition]) -> float:
-        """On the validation prompts: the strongest suppression among coherent coefficients (guard within
-        its limit, few incoherent replies); ties go to the smaller coefficient."""
-        measured = Measurements.of(self.store)
-        rates, deltas = measured.rates, measured.guard
-        limit, max_incoherent = self.spec.scoring.max_nll_delta, self.spec.verdicts.max_incoherent
-        coherent = [
-            c for c in sweep if deltas.get(c.name, 0.0) <= limit and rates[c.name].incoherent_rate <= max_incoherent
-        ]
-        pool = coherent or sorted(sweep, key=lambda c: float(c.axis or 0))[:1]
-        best = min(pool, key=lambda c: (rates[c.name].refusal_rate, float(c.axis or 0)))
-        rule = "strongest coherent suppression on validation" if coherent else "no coherent coefficient; the smallest"
-        self.store.set_fact("persona_coeff", best.axis)
-        self.store.set_fact("persona_coeff_rule", rule)
-        return float(best.axis or 0)
-
     def readout(self, conditions: Sequence[Condition], resample: int = 0) -> None:
         """Per prompt and layer: the projection onto each layer's own refusal direction at the last token."""
         have = self.store.readout()
@@ -236,43 +217,13 @@ class StudyRunner:
                 continue
             values = projections_by_layer(
                 self.chat,
-                self.ids(g.HARMFUL, c.system),
+                self.ids(c.prompts, c.system),
                 refusal,
                 program=c.program(self.directions[c.resample]),
                 batch_size=self.batch,
                 progress=False,
             )
             self.store.write_readout(c.name, values.tolist())
-
-    def run(self) -> None:
-        spec, n_layers = self.spec, self.n_layers
-        layout = Layout.of(spec, n_layers)
-        self.store.set_fact("layout", layout.to_fact())
-        self.learn_refusal_tokens()
-        assert self.refusal_tokens is not None
-        maker = VectorMaker(spec, self.chat, self.store, self.splits, self.refusal_tokens, self.progress)
-        first = spec.directions.resamples[0]
-        self.directions[0] = maker.make(first, layout.injection)
-
-        validation = protocol.validation_conditions(spec, layout)
-        self.measure(validation, "validation")
-        coeff = self.choose_coefficient([c for c in validation if c.group == Group.PERSONA_SWEEP])
-
-        baseline = Condition("baseline", Group.BASELINE, Role.BASELINE, Program(), spec.generation.main)
-        self.readout([baseline])
-        projection = torch.tensor(self.store.readout()["baseline"]).mean(dim=1).tolist()  # [layer]
-        conditions = protocol.main_conditions(spec, layout, coeff, projection)
-        self.measure(conditions, "test")
-        roles = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
-        self.readout([c for c in conditions if c.role in roles and c.mode == spec.generation.main])
-
-        for index, resample in enumerate(spec.directions.resamples[1:], start=1):
-            self.directions[index] = maker.make(resample, layout.injection)
-            self.measure(sweeps.resample_conditions(spec, layout, coeff, index), f"resample {resample}")
-
-        persona, refusal = self.directions[0]["persona"], self.directions[0]["refusal"]
-        self.store.set_fact("cos_persona_refusal", persona.cosine(refusal, n_layers).tolist())
-        self.store.set_fact("resample_seeds", list(spec.directions.resamples))
 
 
 def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, str], list[Condition]]:

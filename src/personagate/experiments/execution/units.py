@@ -91,20 +91,8 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         progress=False,
     )
     replies = [(name, row, reply) for name in names for row, reply in enumerate(out[name])]
-    if screen:  # the opening only: refuse or not, by the detector; coherence is the guard's to judge
-        flags = [is_refusal(reply.text) for _, _, reply in replies]
-        return [
-            Row(
-                name,
-                unit.prompt_set,
-                prompt_ids[row],
-                text=reply.text,
-                refusal=int(refused),
-                label=g.REFUSE if refused else g.COMPLY,
-                score=reply.first_score,
-            )
-            for (name, row, reply), refused in zip(replies, flags, strict=True)
-        ]
+    # generated and screened replies alike: refuse / comply / incoherent (the screen's 8 tokens too, so a
+    # screened arm can carry a verdict; its likelihood is taken on what was generated)
     likelihood = unsteered_logliks(
         chat, [(ids[row], reply.tokens[:REPLY_TOKENS]) for _, row, reply in replies], batch_size=2 * settings.batch_size
     )

@@ -17,14 +17,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from personagate.directions import Direction, matched_random_direction, random_direction
+from personagate.activations import last_token_activations
+from personagate.directions import (
+    Direction,
+    energy_matched_direction,
+    matched_random_direction,
+    random_direction,
+)
 from personagate.errors import PersonagateError
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.splits import PromptSplits
+from personagate.experiments.design.splits import PromptSplits, persona_split
+from personagate.experiments.design.sweeps import injected_key
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import RefusalSelection, refusal_direction, refusal_direction_at
 from personagate.models.loading import ChatModel
 from personagate.persona_directions import PersonaSet, persona_direction
+from personagate.prompts import ChatFormatter
 from personagate.scoring.first_token import RefusalTokens
 
 STYLE_SEED_OFFSET = 10_000  # random-add seeds never coincide with window-control seeds
@@ -60,45 +68,83 @@ class VectorMaker:
         return direction
 
     def make(self, resample: int, injection: int) -> dict[str, Direction]:
-        """All directions of ``resample``; the injection layer fixes the style scaling and the controls."""
+        """All directions of ``resample`` made before any measurement; the injection layer fixes the
+        style scaling and the controls. Energy-matched window controls come later (``window_controls``):
+        they depend on the stream under the chosen persona dose."""
         out: dict[str, Direction] = {}
         refusal, selected = self._refusal(resample)
         out["refusal"], out["refusal-selected"] = refusal, selected
-        if self.spec.reintroduce.dose == "residual_norm":
-            out["refusal-norm"] = self._cached(resample, "refusal-norm", lambda: _norm_scaled(refusal))
+        if self.spec.reintroduce.dose in ("residual_norm", "calibrated"):
+            norms = self._residual_norms(resample, refusal)
+            out["refusal-norm"] = self._cached(resample, "refusal-norm", lambda: _norm_scaled(refusal, norms))
         questions = self._questions(resample)
-        persona = self._cached(resample, "persona", lambda: self._persona(questions))
+        construction, _ = persona_split(PersonaSet.builtin().compliant, self.spec.directions.natural_holdout, resample)
+        persona = self._cached(resample, "persona", lambda: self._persona(questions, construction))
         out["persona"] = persona
-        if float(persona.norms()[injection]) == 0:
+        if float(persona.at(injection).norm()) == 0:
             raise PersonagateError(
                 f"the persona direction is zero at the injection layer {injection}: the system prompt is not yet "
                 "visible there; inject later (persona.layer)"
             )
+        if self.spec.persona.dose == "residual_norm":
+            norms = self._residual_norms(resample, refusal)
+            out["persona-norm"] = self._cached(resample, "persona-norm", lambda: _norm_scaled(persona, norms))
+        injected = out[injected_key(self.spec)]  # what the persona arm adds (times its coefficient)
         if self.spec.persona.styles:
             personas = PersonaSet.builtin()
             for style, text in personas.styles.items():
                 out[f"style-{style}"] = self._cached(
                     resample,
                     f"style-{style}",
-                    lambda text=text, style=style: self._style(style, text, questions, persona, injection),
+                    lambda text=text, style=style: self._style(style, text, questions, injected, injection),
                 )
         for seed in self.spec.persona.random_adds:
             out[f"random-add-{seed}"] = self._cached(
                 resample,
                 f"random-add-{seed}",
-                lambda seed=seed: random_direction(persona, STYLE_SEED_OFFSET + seed, name=f"random-add-{seed}"),
+                lambda seed=seed: random_direction(injected, STYLE_SEED_OFFSET + seed, name=f"random-add-{seed}"),
             )
-        anchor = persona.at(injection)
-        for seed in range(max(self.spec.windows.random_seeds, self.spec.windows.side_seeds)):
-            if self.spec.windows.random == "matched":
-                make = lambda seed=seed: matched_random_direction(persona, anchor, seed, name=f"random-{seed}")  # noqa: E731
-            else:
-                make = lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, selected))  # noqa: E731
-            out[f"random-{seed}"] = self._cached(resample, f"random-{seed}", make)
+        if self.spec.windows.random != "energy":
+            anchor = persona.at(injection)
+            for seed in range(self.n_window_seeds()):
+                if self.spec.windows.random == "matched":
+                    make = lambda seed=seed: matched_random_direction(persona, anchor, seed, name=f"random-{seed}")  # noqa: E731
+                else:
+                    make = lambda seed=seed: random_direction(persona, seed, orthogonal_to=(persona, selected))  # noqa: E731
+                out[f"random-{seed}"] = self._cached(resample, f"random-{seed}", make)
         out["injected"] = Direction(persona.unit_at(injection), name="injected", meta={"layer": injection})
         return out
 
+    def n_window_seeds(self) -> int:
+        return max(self.spec.windows.random_seeds, self.spec.windows.side_seeds)
+
+    def window_controls(
+        self, resample: int, persona: Direction, moments: dict[int, torch.Tensor]
+    ) -> dict[str, Direction]:
+        """The energy-matched random directions of the projection windows (``random-S``)."""
+        return {
+            f"random-{seed}": self._cached(
+                resample,
+                f"random-{seed}",
+                lambda seed=seed: energy_matched_direction(persona, moments, seed, name=f"random-{seed}"),
+            )
+            for seed in range(self.n_window_seeds())
+        }
+
     # --- pieces -----------------------------------------------------------------------------------
+
+    def _residual_norms(self, resample: int, refusal: Direction) -> list[float]:
+        """Each layer's mean residual norm: recorded with an extracted refusal direction, else measured
+        at the last token of the resample's harmless training prompts (a vector file from elsewhere)."""
+        recorded = refusal.meta.get("residual_norms")
+        if refusal.per_layer and recorded:
+            return [float(x) for x in recorded]
+        _, harmless = self.splits.train(resample)
+        fmt = ChatFormatter(self.chat.tokenizer)
+        acts = last_token_activations(
+            self.chat, [fmt.encode(p) for p in harmless], batch_size=self.batch, progress=False
+        )
+        return acts.norm(dim=-1).mean(0).tolist()
 
     def _questions(self, resample: int) -> list[str]:
         pool = PersonaSet.builtin().questions
@@ -161,11 +207,12 @@ class VectorMaker:
         per_layer.save(folder / "refusal.safetensors")
         return per_layer, selected
 
-    def _persona(self, questions: list[str]) -> Direction:
+    def _persona(self, questions: list[str], compliant: list[str]) -> Direction:
         if self.spec.directions.persona:
             return Direction.load(self.spec.path(self.spec.directions.persona))
         personas = PersonaSet.builtin()
         personas.questions = questions
+        personas.compliant = compliant
         return persona_direction(
             self.chat,
             personas,
@@ -187,11 +234,10 @@ class VectorMaker:
         return raw.scaled(scale).renamed(f"style-{style}", style=style, scaled_to=scaled_to, scale=scale)
 
 
-def _norm_scaled(refusal: Direction) -> Direction:
-    """Each layer's unit refusal vector times the layer's mean residual norm (coefficient f then means
-    a push of f x the stream's typical size at that layer)."""
-    norms = refusal.meta.get("residual_norms")
-    if not refusal.per_layer or not norms:
-        raise PersonagateError("reintroduce.dose = 'residual_norm' needs an extracted per-layer refusal direction")
-    scaled = refusal.unit().scaled(torch.tensor(norms, dtype=torch.float32))
-    return scaled.renamed("refusal-norm", method="unit refusal x mean residual norm")
+def _norm_scaled(direction: Direction, norms: list[float]) -> Direction:
+    """Each layer's unit vector times the layer's mean residual norm: coefficient f then means a push
+    of f x the stream's typical size at that layer."""
+    if not direction.per_layer:
+        raise PersonagateError(f"a dose on the residual norm needs a per-layer {direction.name} direction")
+    scaled = direction.unit().scaled(torch.tensor(norms, dtype=torch.float32))
+    return scaled.renamed(f"{direction.name}-norm", method=f"unit {direction.name} x mean residual norm")

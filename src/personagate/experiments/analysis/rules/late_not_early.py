@@ -1,4 +1,4 @@
-"""``late_not_early``: adding the refusal direction back restores refusal at late layers and not at
+"""``late_not_early`` (protocol v2): adding the refusal direction back restores refusal at late layers and not at
 early ones (paired TOST against the reference per coherent (layer, dose), Holm within the family)."""
 
 from __future__ import annotations
@@ -7,7 +7,14 @@ import math
 from typing import TYPE_CHECKING
 
 from personagate.experiments.analysis.rules.registry import register
-from personagate.experiments.analysis.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
+from personagate.experiments.analysis.verdict import (
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    STRADDLES,
+    Verdict,
+)
 from personagate.stats import holm, mcnemar_exact, tost_paired
 
 if TYPE_CHECKING:
@@ -22,11 +29,11 @@ def late_not_early(scope: Scope, finding: Finding) -> Verdict:
     members = scope.find(finding.role("family"))
     reference = scope.find(finding.role("reference"))
     if not members or not reference or scope.layout is None:
-        v.detail = "not measured in this scope"
-        return v
+        reason, words = scope.missing(finding.role("family"), finding.role("reference"))
+        return v.inconclusive(reason or NOT_MEASURED, words or "no layout recorded")
     s = scope.spec.verdicts
     early, late = scope.layout.early, scope.layout.late_layers
-    coherent = [c for c in members if not scope.incoherent(c)]
+    coherent = [c for c in members if not scope.incoherent_arm(c)]
     tests = []
     for c in coherent:
         a, b = scope.paired(c, reference[0])
@@ -62,4 +69,6 @@ def late_not_early(scope: Scope, finding: Finding) -> Verdict:
         v.outcome = NOT_REPRODUCED
     elif late_restoring and early_c and all(below[c.name] for c in early_c):  # no early evidence: inconclusive
         v.outcome = REPRODUCED
+    else:
+        v.inconclusive(STRADDLES)
     return v
