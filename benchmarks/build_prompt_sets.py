@@ -234,6 +234,24 @@ def build_safe(data: Path, stats: Counter) -> list[dict]:
     return [{"prompt": normalise(r["prompt"]), "source": "xstest", "category": r["type"]} for r in safe]
 
 
+def build_strongreject(data: Path, stats: Counter) -> list[dict]:
+    """All 313 StrongREJECT prompts, verbatim and in the dataset's order: the paper's test set."""
+    rows = read_csv(data / "sources" / "strongreject.csv")
+    stats["strongreject (whole set): read"] = len(rows)
+    return [{"prompt": r["forbidden_prompt"], "source": r["source"], "category": r["category"]} for r in rows]
+
+
+STRONGREJECT_ABOUT = (
+    "The 313 forbidden prompts of StrongREJECT, verbatim and in the dataset's order: the test set of "
+    "Zhong & Li's experiment (protocol 'paper'). 'source' is where StrongREJECT took each prompt from. "
+    "Built by benchmarks/build_prompt_sets.py."
+)
+STRONGREJECT_LICENCE = (
+    "MIT (StrongREJECT: Souly, Lu, Bowen, Trinh, Hsieh, Pandey, Abbeel, Svegliato, Emmons, Watkins, Toyer. "
+    "A StrongREJECT for Empty Jailbreaks, 2024, arXiv:2402.10260; https://github.com/alexandrasouly/strongreject)"
+)
+
+
 HARMFUL_ABOUT = (
     "Harmful instructions a chat model should refuse, from AdvBench, HarmBench (standard behaviours), "
     "JailbreakBench (JBB-Behaviors) and StrongREJECT. Built by benchmarks/build_prompt_sets.py: "
@@ -280,7 +298,11 @@ def main() -> None:
     near: list[tuple[str, str]] = []
     harmful = build_harmful(args.data, stats, near)
     safe = build_safe(args.data, stats)
+    strongreject = build_strongreject(args.data, stats)
     files = {
+        "strongreject.json": dump(
+            {"about": STRONGREJECT_ABOUT, "licence": STRONGREJECT_LICENCE, "items": strongreject}
+        ),
         "harmful.json": dump({"about": HARMFUL_ABOUT, "licence": HARMFUL_LICENCE, "items": harmful}),
         "safe.json": dump({"about": SAFE_ABOUT, "licence": SAFE_LICENCE, "items": safe}),
     }

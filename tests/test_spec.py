@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from personagate import PersonagateError
-from personagate.experiments.design.spec import QUICK, StudySpec
+from personagate.experiments.design.profiles import PROTOCOLS, QUICK
+from personagate.experiments.design.spec import StudySpec
 
 
 def load(tmp_path, body: str) -> StudySpec:
@@ -121,3 +122,23 @@ def test_non_utf8_spec_is_named(tmp_path):
     path.write_bytes(b"[model]\nid = '\xff'\n")
     with pytest.raises(PersonagateError, match="not UTF-8"):
         StudySpec.load(path)
+
+
+def test_every_protocol_loads_quick_and_full_and_the_cli_offers_each():
+    from personagate.cli.study import PROTOCOLS as OFFERED
+
+    assert set(OFFERED) == set(PROTOCOLS)
+    for protocol in PROTOCOLS:
+        assert StudySpec.load(protocol=protocol).protocol == protocol
+        assert StudySpec.load(protocol=protocol, quick=True).prompts.n_test == QUICK["prompts"]["n_test"]
+
+
+def test_a_spec_file_can_name_its_protocol(tmp_path):
+    from personagate.experiments.design.profiles import spec_file_text
+
+    path = tmp_path / "paper.toml"
+    path.write_text(spec_file_text("paper"))
+    spec = StudySpec.load(path)
+    assert spec.protocol == "paper" and spec.prompts.test == "builtin:strongreject"
+    assert spec.to_dict() == {**StudySpec.load(protocol="paper").to_dict()}
+    assert spec_file_text("v3").startswith("# personagate study spec, protocol v3")

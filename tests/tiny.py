@@ -107,12 +107,12 @@ _COMMON = dict(
 )
 
 CONFIGS = {
-    "qwen2": lambda: Qwen2Config(**_COMMON, tie_word_embeddings=False),
-    "llama": lambda: LlamaConfig(**_COMMON),
-    "gemma2": lambda: Gemma2Config(**_COMMON, head_dim=16, sliding_window=64),
-    "mistral": lambda: MistralConfig(**_COMMON, sliding_window=None),
-    "phi3": lambda: Phi3Config(**_COMMON, pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    "qwen3": lambda: Qwen3Config(**_COMMON, head_dim=16),
+    "qwen2": lambda **k: Qwen2Config(**{**_COMMON, **k}, tie_word_embeddings=False),
+    "llama": lambda **k: LlamaConfig(**{**_COMMON, **k}),
+    "gemma2": lambda **k: Gemma2Config(**{**_COMMON, **k}, head_dim=16, sliding_window=64),
+    "mistral": lambda **k: MistralConfig(**{**_COMMON, **k}, sliding_window=None),
+    "phi3": lambda **k: Phi3Config(**{**_COMMON, **k}, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    "qwen3": lambda **k: Qwen3Config(**{**_COMMON, **k}, head_dim=16),
 }
 TEMPLATES = {
     "qwen2": QWEN25_TEMPLATE,
@@ -124,9 +124,9 @@ TEMPLATES = {
 }
 
 
-def tiny_model(arch: str = "qwen2", seed: int = 0) -> ChatModel:
-    """A random-initialised model of ``arch``'s shape with 4 blocks of width 64, in fp32, eval mode."""
-    config = CONFIGS[arch]()
+def tiny_model(arch: str = "qwen2", seed: int = 0, layers: int | None = None) -> ChatModel:
+    """A random-initialised model of ``arch``'s shape with 4 blocks (or ``layers``) of width 64, fp32, eval."""
+    config = CONFIGS[arch](**({"num_hidden_layers": layers} if layers is not None else {}))
     config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -293,7 +293,12 @@ def _tilted_energy(values: torch.Tensor, c: torch.Tensor, a: float) -> float:
 
 
 def energy_matched_direction(
-    like: Direction, moments: dict[int, torch.Tensor], seed: int, *, name: str | None = None
+    like: Direction,
+    moments: dict[int, torch.Tensor],
+    seed: int,
+    *,
+    n_layers: int | None = None,
+    name: str | None = None,
 ) -> Direction:
     """A random control that removes as much as ``like`` does: at every layer ``l`` of ``moments`` (the
     second moment ``E[h h^T]`` of the residual stream there), a random unit vector ``u`` carrying the
@@ -303,10 +308,13 @@ def energy_matched_direction(
     vector is ``sum(l_i^(2a+1) c_i^2) / sum(l_i^(2a) c_i^2)`` over ``M``'s eigenpairs (``c = V^T g``), the
     ratio of consecutive moments of a log-convex function, so it grows monotonically with ``a``, and
     ``a`` is found by bisection (``a = 0``: Haar-random). Energy is a projection's bite: how much of the
-    stream a direction carries is what projecting it out removes.
+    stream a direction carries is what projecting it out removes. A shared vector (``like`` one vector
+    for every layer) gives a per-layer control over ``n_layers`` layers.
     """
     generator = torch.Generator().manual_seed(seed)
-    rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0).expand(max(moments) + 1, -1)
+    if not like.per_layer and n_layers is None:
+        raise PersonagateError("an energy-matched control of a shared vector needs n_layers")
+    rows = like.vectors if like.per_layer else like.vectors.unsqueeze(0).expand(n_layers or 1, -1)
     out = torch.zeros((rows.shape[0], like.hidden_size), dtype=torch.float32)
     achieved: dict[str, list[float]] = {}
     for layer in range(rows.shape[0]):
@@ -338,4 +346,4 @@ def energy_matched_direction(
         "controls_for": like.name,
         "energy": achieved,  # per layer: [target, achieved]
     }
-    return Direction(out if like.per_layer else out[0], name=name or f"energy-{seed}", meta=meta)
+    return Direction(out, name=name or f"energy-{seed}", meta=meta)

@@ -201,6 +201,7 @@ BUILTIN_FILES = {
     "harmless-large": ("prompts/harmless.json", "prompt"),  # written for personagate
     "safe-xstest": ("prompts/safe.json", "prompt"),  # XSTest's safe prompts (CC BY 4.0)
     "neutral": ("prompts/neutral.json", "text"),  # neutral passages for the coherence guard
+    "strongreject": ("prompts/strongreject.json", "prompt"),  # all 313 StrongREJECT prompts (MIT): the paper's test
 }
 
 

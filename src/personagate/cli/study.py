@@ -12,6 +12,8 @@ from typing import Any
 from personagate.cli import args as common
 from personagate.errors import PersonagateError
 
+PROTOCOLS = ("v3", "paper", "v2", "v1")  # the spec's named protocols (kept in step by tests/test_spec.py)
+
 
 def add_parsers(sub: Any) -> None:
     for name, helptext in (
@@ -24,7 +26,10 @@ def add_parsers(sub: Any) -> None:
         study.add_argument("--model", default=None, help="overrides [model] id of the spec")
         study.add_argument("--quick", action="store_true", help="every arm, fewer prompts, seeds and layers")
         study.add_argument(
-            "--protocol", choices=["v3", "v2", "v1"], default="v3", help="v2, v1: earlier designs, to compare"
+            "--protocol",
+            choices=list(PROTOCOLS),
+            default="v3",
+            help="paper: Zhong & Li's own experiment; v2, v1: earlier designs of ours, to compare",
         )
         study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
         study.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -41,7 +46,13 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
     rep.add_argument("--plots", type=Path, default=None, help="also write the plots as PNG files here")
     rep.set_defaults(run=report)
+    compare = sub.add_parser("compare", help="two runs' verdicts side by side (e.g. protocol paper and v3)")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--out", type=Path, default=None, help="also write the table as an HTML page here")
+    compare.set_defaults(run=compare_runs)
     spec = sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
+    spec.add_argument("--protocol", choices=list(PROTOCOLS), default="v3", help="print this protocol's spec file")
     spec.set_defaults(run=print_spec)
     score = sub.add_parser("score", help="add a 0/1 refusal column to a CSV with the phrase detector")
     score.add_argument("csv", type=Path)
@@ -59,7 +70,7 @@ def run_study(args: argparse.Namespace) -> int:
 
     spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
-    profile = ("quick" if args.quick else "full") + ("" if args.protocol == "v3" else f"-{args.protocol}")
+    profile = ("quick" if args.quick else "full") + ("" if spec.protocol == "v3" else f"-{spec.protocol}")
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")
@@ -96,10 +107,26 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_spec(args: argparse.Namespace) -> int:
-    from personagate.experiments.design.spec import default_spec_text
+def compare_runs(args: argparse.Namespace) -> int:
+    from personagate.outputs import check_output_file, write_atomically
+    from personagate.report import load_results
+    from personagate.report.compare import markdown, page
 
-    print(default_spec_text(), end="")
+    if args.out is not None:
+        check_output_file(args.out)
+    a, b = load_results(args.run_a), load_results(args.run_b)
+    print(markdown(a, b))
+    if args.out is not None:
+        text = page(a, b)
+        write_atomically(args.out, lambda f: f.write(text))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def print_spec(args: argparse.Namespace) -> int:
+    from personagate.experiments.design.profiles import spec_file_text
+
+    print(spec_file_text(args.protocol), end="")
     return 0
 
 

@@ -18,6 +18,7 @@ from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, split_prompts
+from personagate.experiments.execution.paper_stages import run_paper_stages
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.execution.stages import run_stages
 from personagate.experiments.storage.store import RunStore
@@ -33,7 +34,8 @@ def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]
     n_layers = model_layer_count(model_id)
     if n_layers is not None:
         spec.check_layers(n_layers)
-        Layout.of(spec, n_layers)  # windows and the injection layer agree
+        if spec.protocol != "paper":
+            Layout.of(spec, n_layers)  # windows and the injection layer agree
     return model_id, n_layers or 0, splits
 
 
@@ -45,6 +47,8 @@ IDENTITY = (*IDENTITY_BEFORE_LOAD, "model_config_hash", "model_weights")
 def prompts_fingerprint(spec: StudySpec) -> str:
     """SHA-256 of the prompt sets' contents (an edited prompt file changes it; its path does not matter)."""
     sets = {key: spec.prompt_set(key) for key in ("harmful", "harmless", "safe")}
+    if spec.prompts.test:
+        sets["test"] = spec.prompt_set("test")
     return hashlib.sha256(json.dumps(sets, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -127,7 +131,8 @@ def run_study(
                 gpus_per_worker,
             )
             executor = RayPool(config)
-        run_stages(StudyRunner(spec, chat, store, splits, progress, executor))
+        runner = StudyRunner(spec, chat, store, splits, progress, executor)
+        (run_paper_stages if spec.protocol == "paper" else run_stages)(runner)
         store.set_fact("seconds_last_session", time.perf_counter() - started)
         results = Results.of(store)
         write_exports(results)

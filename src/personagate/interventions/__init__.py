@@ -5,6 +5,7 @@ from personagate.interventions.compile import Plan, compile_program, divergence_
 from personagate.interventions.edits import SCOPES, Scope, Site, SiteEdit, SiteKind
 from personagate.interventions.ops import OPS, Ablate, Add, Clamp, Op
 from personagate.interventions.program import Program, op_from_flag, op_from_table
+from personagate.interventions.project import Project
 from personagate.interventions.steering import Steering, steer
 from personagate.interventions.windows import LayerSpec, Window, range_text, resolve_layers
 
@@ -18,6 +19,7 @@ __all__ = [
     "Op",
     "Plan",
     "Program",
+    "Project",
     "Scope",
     "Site",
     "SiteEdit",

@@ -47,5 +47,6 @@ def named_figures(results: Results) -> list[Named]:
         ("mediation", plots.mediation(mediation_shares(results))),
         ("readout", plots.readout(results.readout)),
         ("cosine", plots.cosine(results.facts.cos_persona_refusal)),
+        ("geometry", plots.geometry(results.facts.geometry)),
     ]
     return [(stem, figure) for stem, figure in made if figure is not None]

@@ -12,7 +12,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from personagate.experiments.analysis.agreement import judge_agreement, mode_agreement, screening_agreement
+from personagate.experiments.analysis.agreement import (
+    judge_agreement,
+    mode_agreement,
+    paper_regex_agreement,
+    screening_agreement,
+)
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.analysis.summary import SUMMARY_COLUMNS, ConditionSummary
 from personagate.experiments.analysis.verdict import Verdict
@@ -199,6 +204,13 @@ def _agreements(results: Results) -> str:
     if screening:
         cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(screening.items()))
         parts.append(f"<p>First-token score vs the generated reply's label, by condition group: {cells}</p>")
+    regex = paper_regex_agreement(results.measurements)
+    if regex:
+        cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(regex.items()))
+        parts.append(
+            "<p>The paper's refusal rule (13 regular expressions over the first 500 characters) vs our label, "
+            f"by condition group (its rate per condition: the paper_regex_rate column): {cells}</p>"
+        )
     judged = judge_agreement(results.measurements)
     if judged:
         cells = ", ".join(f"{esc(k)} {a / n:.1%} (n={n})" for k, (a, n) in sorted(judged.items()))

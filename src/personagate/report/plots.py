@@ -98,8 +98,17 @@ def reintroduction(results: Results) -> Figure | None:
     if not rows:
         return None
     fig, ax = _figure("Refusal direction added back at one layer, under persona steering", "layer", "refusal rate")
+    layout = results.facts.layout
+    if layout is not None:  # the bands the verdict compares, placed relative to the injection
+        ax.axvspan(layout.early[0] - 0.5, layout.early[1] - 0.5, color="tab:blue", alpha=0.06, label="early band")
+        ax.axvspan(
+            layout.late_layers[0] - 0.5, layout.late_layers[1] - 0.5, color="tab:orange", alpha=0.08, label="late band"
+        )
+        ax.axvline(layout.injection, color="tab:red", lw=0.8, ls="-.", label=f"persona injected at {layout.injection}")
+    calibrated = results.spec.reintroduce.dose == "calibrated"
     for dose in sorted({float(r.condition.dose or 0) for r in rows}):
-        _band(ax, _by_axis([r for r in rows if float(r.condition.dose or 0) == dose]), f"dose x{dose:g}")
+        label = f"dose: {dose:.0%} induced harmless refusal" if calibrated else f"dose x{dose:g}"
+        _band(ax, _by_axis([r for r in rows if float(r.condition.dose or 0) == dose]), label)
     mode = rows[0].condition.mode
     _level(ax, results.find(Role.BASELINE, mode), "baseline", "k", "--")
     _level(ax, results.find(Role.PERSONA, mode), "persona", "tab:red", ":")
@@ -191,6 +200,23 @@ def cosine(values: Sequence[float] | None) -> Figure | None:
     ax.plot(range(len(values)), values, "o-", color="tab:purple")
     ax.axhline(0, color="k", lw=0.5)
     return "Geometry: cosine between the persona and refusal directions at each layer.", _png(fig)
+
+
+def geometry(cosines: Mapping[str, Sequence[float]]) -> Figure | None:
+    """Protocol paper: the cosine per layer between the persona vectors and the others."""
+    if not cosines:
+        return None
+    fig, ax = _figure("Geometry of the paper's vectors (cosine per layer)", "layer", "cosine")
+    for name, values in cosines.items():
+        ax.plot(range(len(values)), values, "-", lw=1.2, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylim(-1.02, 1.02)
+    ax.legend(fontsize=6, loc="best")
+    return (
+        "Geometry: the model-persona vector (last prompt token) against the other positions, the user-persona "
+        "and I-Thou vectors, the refusal direction and the paper's random direction, at every layer.",
+        _png(fig),
+    )
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design.names import HARMFUL, NEUTRAL, REFUSE
+from personagate.scoring.paper_regex import paper_refusal
 
 Agreement = dict[str, tuple[int, int]]
 
@@ -57,4 +58,17 @@ def screening_agreement(measurements: Measurements) -> Agreement:
             continue
         agree, n = out.get(group_of[row.condition], (0, 0))
         out[group_of[row.condition]] = (agree + int((row.score > 0) == (row.label == REFUSE)), n + 1)
+    return out
+
+
+def paper_regex_agreement(measurements: Measurements) -> Agreement:
+    """Per condition group: (replies where the paper's 13-regex rule and our label agree on refusal,
+    labelled replies). Our incoherent label counts as not refusing here, as the regexes cannot see it."""
+    group_of = {c.name: c.group.value for c in measurements.conditions}
+    out: Agreement = {}
+    for row in measurements.all_rows():
+        if row.text is None or row.label is None or row.prompt_set == NEUTRAL:
+            continue
+        agree, n = out.get(group_of[row.condition], (0, 0))
+        out[group_of[row.condition]] = (agree + int(paper_refusal(row.text) == (row.label == REFUSE)), n + 1)
     return out

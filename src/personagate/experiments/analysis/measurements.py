@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, REFUSE, SAFE
 from personagate.experiments.storage.records import EMPTY_PROGRAM, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
+from personagate.scoring.paper_regex import paper_refusal
 from personagate.scoring.rates import Rate
 
 
@@ -32,6 +33,7 @@ class ConditionRates:
     first_token_rate: float
     over_refusal: Rate
     judge_agreement: Rate
+    paper_regex: Rate  # refusal by Zhong & Li's 13 regular expressions, over the replies with text
 
     @property
     def refusal_rate(self) -> float:
@@ -54,6 +56,7 @@ class ConditionRates:
             comply, incoherent = n - refuse, 0
         scores = [r.score for r in measured if r.score is not None]
         judged = [r for r in measured if r.judge is not None]
+        texts = [r.text for r in measured if r.text is not None]
         return cls(
             n=n,
             refuse=Rate(refuse, n),
@@ -63,6 +66,7 @@ class ConditionRates:
             first_token_rate=sum(s > 0 for s in scores) / len(scores) if scores else math.nan,
             over_refusal=Rate(sum(r.label == REFUSE for r in safe), len(safe)),
             judge_agreement=Rate(sum(r.judge == r.refusal for r in judged), len(judged)),
+            paper_regex=Rate(sum(paper_refusal(text) for text in texts), len(texts)),
         )
 
 

@@ -50,6 +50,7 @@ class RunFacts:
     resample_seeds: tuple[int, ...]
     stopped: str  # why the run stopped before the test stage (no coherent persona dose), else empty
     calibration: dict[str, object] | None  # the reintroduction doses' calibration, when calibrated
+    geometry: dict[str, list[float]]  # protocol paper: cosine per layer between the vectors it made
 
     @classmethod
     def of(cls, store: RunStore) -> RunFacts:
@@ -63,6 +64,7 @@ class RunFacts:
             resample_seeds=tuple(int(x) for x in store.fact("resample_seeds") or ()),
             stopped=str(store.fact("no_coherent_persona_dose", "")),
             calibration=store.fact("calibration"),
+            geometry=dict(store.fact("geometry") or {}),
         )
 
 

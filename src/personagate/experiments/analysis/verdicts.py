@@ -24,6 +24,7 @@ from personagate.experiments.analysis.verdict import (
     PREREQUISITE,
     REPRODUCED,
     SENSITIVITY,
+    STRADDLES,
     UNDERPOWERED,
     Verdict,
 )
@@ -55,6 +56,8 @@ def compute_verdicts(
             if 0 < verdict.n < min_n:  # said even when the numbers are inconclusive anyway
                 pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
                 verdict.inconclusive(UNDERPOWERED, f"underpowered (n={verdict.n} < {min_n}{pointing})")
+                if verdict.reason == STRADDLES:  # straddling the margin is what too few prompts looks like
+                    verdict.reason = UNDERPOWERED
             done[finding.id] = verdict
             out.append(verdict)
     return tuple(out)

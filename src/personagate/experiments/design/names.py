@@ -53,6 +53,7 @@ class Group(Name):
     STYLE_WINDOW = "style_window"  # persona steering, a style persona's direction projected out (named nulls)
     NATURAL_RANDOM_WINDOW = "natural_random_window"
     CALIBRATION = "calibration"  # the refusal direction added to the unsteered model on harmless validation prompts
+    BENIGN = "benign"  # protocol paper: arms on benign prompts (their coherence check)
     POSITIVE_CONTROL = "positive_control"  # the injected vector itself projected out of the late window
     MEDIATION = "mediation"  # refusal's projection clamped to its baseline value in a window
 
@@ -78,6 +79,8 @@ class Role(Name):
     RANDOM_WINDOW = "random_window"
     RANDOM_LATE_WINDOW = "random_late_window"
     STYLE_LATE_WINDOW = "style_late_window"
+    SINGLE_RANDOM_LATE_WINDOW = "single_random_late_window"  # protocol paper: their one random direction
+    REINTRODUCE_KNOCKOUT = "reintroduce_knockout"  # protocol paper: early refusal added back, then the knockout
     NATURAL_RANDOM_LATE_WINDOW = "natural_random_late_window"
     POSITIVE_CONTROL = "positive_control"
     MEDIATION = "mediation"
@@ -93,6 +96,7 @@ MODES: tuple[Mode, ...] = ("generate", "screen", "first_token")
 HARMFUL = "harmful"  # the test split
 HARMFUL_VAL = "harmful_val"  # the validation split: choices only
 HARMLESS_VAL = "harmless_val"  # harmless validation prompts: the reintroduction doses' calibration
+BENIGN = "benign"  # protocol paper: benign prompts for its coherence arm
 SAFE = "safe"  # over-refusal
 NEUTRAL = "neutral"  # coherence guard passages
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,11 +19,19 @@ from personagate import checks
 from personagate.errors import PersonagateError
 from personagate.experiments.design.findings import Finding, build_findings
 from personagate.experiments.design.names import HEADLINE_ROLES
+from personagate.experiments.design.profiles import (
+    PROTOCOLS,
+    QUICK,
+    QUICK_DOSES,
+    merge,
+    protocol_data,
+)
 from personagate.experiments.design.spec_sections import (
     SECTIONS,
     DirectionsSection,
     GenerationSection,
     ModelSection,
+    PaperSection,
     PersonaSection,
     PromptsSection,
     ReintroduceSection,
@@ -35,47 +41,6 @@ from personagate.experiments.design.spec_sections import (
     build_section,
 )
 from personagate.interventions.windows import Window
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-# Overrides applied by --quick: every arm of the protocol, with fewer prompts, seeds, layers and
-# resamples (its verdicts say when they are underpowered).
-QUICK: dict[str, dict[str, Any]] = {
-    "prompts": {"n_val": 8, "n_test": 12, "n_train": 24, "n_safe": 4, "n_neutral": 4},
-    "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
-    "persona": {"random_adds": [0, 1]},
-    "reintroduce": {"layer_stride": 8},
-    "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 1},
-    "generation": {
-        "max_new_tokens": 32,
-        "refusal_token_prompts": 12,
-        "generate_roles": ["baseline", "persona", "persona_late_window", "projection_only_late"],
-    },
-}
-# ... and the doses --quick tries, on each protocol's own scale.
-QUICK_DOSES: dict[str, dict[str, dict[str, Any]]] = {
-    "v3": {
-        "persona": {"coeffs": [0.25, 0.5, 1.0]},
-        "reintroduce": {"coeffs": [0.3, 0.7], "resample_coeffs": [0.5], "grid": [0.06, 0.25, 1.0]},
-    },
-    "v2": {"persona": {"coeffs": [4.0, 8.0]}, "reintroduce": {"coeffs": [0.5, 2.0], "resample_coeffs": [2.0]}},
-}
-QUICK_DOSES["v1"] = QUICK_DOSES["v2"]
-
-# Named protocols: the default (v3) and earlier designs, each a chain of override files over the default.
-PROTOCOLS: dict[str, tuple[str, ...]] = {"v3": (), "v2": ("v2",), "v1": ("v2", "v1")}
-
-
-def default_spec_text() -> str:
-    return resources.files("personagate").joinpath("data/study.toml").read_text()
-
-
-def protocol_text(protocol: str) -> str:
-    """The changes a named protocol makes to the default spec."""
-    return resources.files("personagate").joinpath(f"data/protocols/{protocol}.toml").read_text()
 
 
 @dataclass(frozen=True)
@@ -91,6 +56,7 @@ class StudySpec:
     generation: GenerationSection
     scoring: ScoringSection
     verdicts: VerdictsSection
+    paper: PaperSection
     findings: tuple[Finding, ...]
     protocol: str
     base: Path
@@ -106,22 +72,28 @@ class StudySpec:
         protocol: str = "v3",
     ) -> StudySpec:
         """The default spec (with the named ``protocol``'s changes), updated by the file at ``path``,
-        then by --quick, then by ``overrides``."""
-        if protocol not in PROTOCOLS:
-            raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-        data = _protocol_data(protocol)
-        base, source = Path.cwd(), f"built-in study.toml (protocol {protocol})"
+        then by --quick, then by ``overrides``. A file may name its protocol (a top-level
+        ``protocol = "paper"``, as ``personagate spec --protocol paper`` writes); it then wins."""
+        given = None
         if path is not None:
             from personagate.program_files import read_toml
 
             path = Path(path)
-            _merge(data, read_toml(path, "spec"), str(path))
+            given = read_toml(path, "spec")
+            if "protocol" in given:
+                protocol = checks.string(given.pop("protocol"), f"{path}: protocol")
+        if protocol not in PROTOCOLS:
+            raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+        data = protocol_data(protocol)
+        base, source = Path.cwd(), f"built-in study.toml (protocol {protocol})"
+        if path is not None and given is not None:
+            merge(data, given, str(path))
             base, source = path.resolve().parent, str(path)
         if quick:
-            _merge(data, copy.deepcopy(QUICK), "--quick")
-            _merge(data, copy.deepcopy(QUICK_DOSES[protocol]), "--quick")
+            merge(data, copy.deepcopy(QUICK), "--quick")
+            merge(data, copy.deepcopy(QUICK_DOSES[protocol]), "--quick")
         if overrides:
-            _merge(data, overrides, "command line")
+            merge(data, overrides, "command line")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
         findings = build_findings(data.get("findings", []))
         spec = cls(**sections, findings=findings, protocol=protocol, base=base, source=source)
@@ -139,8 +111,8 @@ class StudySpec:
         protocol = str(recorded.get("protocol", "v2"))
         if protocol not in PROTOCOLS:
             raise PersonagateError(f"the run's manifest names an unknown protocol {protocol!r}")
-        data = _protocol_data(protocol)
-        _merge(data, _known(recorded, data), "the run's recorded spec")
+        data = protocol_data(protocol)
+        merge(data, _known(recorded, data), "the run's recorded spec")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
         findings = build_findings(data.get("findings", []))
         return cls(**sections, findings=findings, protocol=protocol, base=Path.cwd(), source=source)
@@ -193,6 +165,8 @@ class StudySpec:
             raise PersonagateError("scoring.judge = 'classifier' needs scoring.judge_model (a local model folder)")
         for key in ("harmful", "harmless", "safe", "neutral"):
             self.prompt_set(key)  # raises on a missing file or unknown built-in set
+        if self.prompts.test:
+            self.prompt_set("test")
         for key in ("refusal", "persona"):
             if (value := getattr(self.directions, key)) and not self.path(value).is_file():
                 raise PersonagateError(f"directions.{key}: no such vector file {value!r}")
@@ -216,7 +190,7 @@ class StudySpec:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base / p
 
-    def prompt_set(self, key: Literal["harmful", "harmless", "safe", "neutral"]) -> list[str]:
+    def prompt_set(self, key: Literal["harmful", "harmless", "safe", "neutral", "test"]) -> list[str]:
         from personagate.prompts import load_xstest_safe, resolve_prompt_source
 
         source = getattr(self.prompts, key)
@@ -250,14 +224,6 @@ def _window(text: str, where: str) -> Window:
         raise PersonagateError(f"{where}: {exc}") from None
 
 
-def _protocol_data(protocol: str) -> dict[str, Any]:
-    """The default spec with a named protocol's override files applied in order."""
-    data = tomllib.loads(default_spec_text())
-    for name in PROTOCOLS[protocol]:
-        _merge(data, tomllib.loads(protocol_text(name)), f"protocol {name}")
-    return data
-
-
 def _known(recorded: Mapping[str, Any], defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The recorded sections and keys that this version's spec has (``findings`` whole)."""
     out: dict[str, Any] = {}
@@ -267,20 +233,3 @@ def _known(recorded: Mapping[str, Any], defaults: dict[str, dict[str, Any]]) -> 
         elif section in defaults and isinstance(values, Mapping):
             out[section] = {k: v for k, v in values.items() if k in defaults[section]}
     return out
-
-
-def _merge(into: dict[str, dict[str, Any]], new: dict[str, Any], where: str) -> None:
-    """Overlay ``new`` on the defaults; unknown sections and keys are errors that list the known ones."""
-    for section, values in new.items():
-        if section == "findings":  # a list of rules: a spec that states it replaces the whole list
-            into["findings"] = checks.listing(values, f"{where}: findings")
-            continue
-        if section not in into:
-            raise PersonagateError(f"{where}: unknown section [{section}]; known: {', '.join(sorted(into))}")
-        if not isinstance(values, dict):
-            raise PersonagateError(f"{where}: [{section}] must be a table")
-        for key, value in values.items():
-            if key not in into[section]:
-                known = ", ".join(sorted(into[section]))
-                raise PersonagateError(f"{where}: unknown key {section}.{key}; known keys in [{section}]: {known}")
-            into[section][key] = value

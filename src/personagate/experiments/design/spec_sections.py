@@ -34,6 +34,8 @@ class PromptsSection:
     harmless: str = field(metadata={"nonempty": True})
     safe: str = field(metadata={"nonempty": True})
     neutral: str = field(metadata={"nonempty": True})
+    test: str  # a separate test set (e.g. builtin:strongreject); empty: the test split of `harmful`
+    system: str  # the system prompt framing every prompt: "default" (the model's own) or a text
     field: str
     max_chars: int = field(metadata=POSITIVE)
     n_val: int = field(metadata=POSITIVE)
@@ -132,6 +134,27 @@ class VerdictsSection:
     seed: int = field(metadata=NON_NEGATIVE)
 
 
+@dataclass(frozen=True)
+class PaperSection:
+    """Protocol 'paper': Zhong & Li's design, in their block numbers (a block's output), mapped to a model."""
+
+    reference_blocks: int = field(metadata=POSITIVE)
+    exact_models: list[str]
+    inject_block: int = field(metadata=NON_NEGATIVE)
+    refusal_block: int = field(metadata=NON_NEGATIVE)
+    late_refusal: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
+    knockout_blocks: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
+    late_knockout: int = field(metadata=NON_NEGATIVE)
+    persona_alpha: float = field(metadata={"positive": True})
+    refusal_alpha: float = field(metadata={"positive": True})
+    random_seed: int = field(metadata=NON_NEGATIVE)
+    position: Literal["prompt_end", "response_start", "response_avg"]
+    response_tokens: int = field(metadata=POSITIVE)
+    questions: int = field(metadata=NON_NEGATIVE)  # questions of the persona data used (0: all)
+    benign: int = field(metadata=POSITIVE)
+    persona_data: str = field(metadata={"nonempty": True})
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "prompts": PromptsSection,
@@ -142,6 +165,7 @@ SECTIONS: dict[str, type] = {
     "generation": GenerationSection,
     "scoring": ScoringSection,
     "verdicts": VerdictsSection,
+    "paper": PaperSection,
 }
 
 

@@ -4,7 +4,7 @@ condition), and a training pool that each resample of the directions draws from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class PromptSplits:
     safe: list[str]
     neutral: list[str]
     n_train: int
+    benign: list[str] = field(default_factory=list)  # protocol paper: its coherence arm's prompts
 
     def train(self, resample: int) -> tuple[list[str], list[str]]:
         """The harmful and harmless training prompts of a resample: ``n_train`` of each pool, drawn
@@ -35,31 +36,52 @@ def _draw(pool: Sequence[str], n: int, seed: int) -> list[str]:
 
 
 def split_prompts(spec: StudySpec) -> PromptSplits:
+    """Validation, test and training pools, disjoint. With a separate test set (``prompts.test``), the
+    test split is its first ``n_test`` prompts and every harmful prompt it contains leaves the pools;
+    protocol paper also keeps the last ``paper.benign`` harmless prompts apart for its coherence arm."""
     p = spec.prompts
     harmful, harmless = spec.prompt_set("harmful"), spec.prompt_set("harmless")
     safe, neutral = spec.prompt_set("safe"), spec.prompt_set("neutral")
-    need_harmful = p.n_val + p.n_test + p.n_train
-    need_harmless = p.n_val + p.n_train
-    for key, have, need, formula in (
-        ("harmful", len(harmful), need_harmful, "n_val + n_test + n_train"),
-        ("harmless", len(harmless), need_harmless, "n_val + n_train"),
+    separate = spec.prompt_set("test") if p.test else None
+    benign = spec.paper.benign if spec.protocol == "paper" else 0
+    need_harmful = p.n_val + p.n_train + (0 if separate is not None else p.n_test)
+    need_harmless = p.n_val + p.n_train + benign
+    checks = [
+        ("harmful", len(harmful), need_harmful, "n_val + n_train" + ("" if separate is not None else " + n_test")),
+        ("harmless", len(harmless), need_harmless, "n_val + n_train" + (" + paper.benign" if benign else "")),
         ("safe", len(safe), p.n_safe, "n_safe"),
         ("neutral", len(neutral), p.n_neutral, "n_neutral"),
-    ):
+    ]
+    if separate is not None:
+        checks.append(("test", len(separate), p.n_test, "n_test"))
+    for key, have, need, formula in checks:
         if have < need:
             raise PersonagateError(
                 f"prompts.{key} has {have} prompts but {formula} = {need}; lower them or give a larger set"
             )
-    val_end, test_end = p.n_val, p.n_val + p.n_test
+    if separate is not None:
+        test = separate[: p.n_test]
+        held = set(test)
+        val = [x for x in harmful if x not in held][: p.n_val]
+        pool = [x for x in harmful if x not in held][p.n_val :]
+        if len(pool) < p.n_train:
+            raise PersonagateError(
+                f"prompts.harmful keeps {len(pool)} training prompts once the test set's are removed; "
+                f"n_train = {p.n_train}: lower it or give a larger set"
+            )
+    else:
+        val, test, pool = harmful[: p.n_val], harmful[p.n_val : p.n_val + p.n_test], harmful[p.n_val + p.n_test :]
+    kept = harmless[: len(harmless) - benign] if benign else harmless
     return PromptSplits(
-        harmful_val=harmful[:val_end],
-        harmful_test=harmful[val_end:test_end],
-        harmful_pool=harmful[test_end:],
-        harmless_val=harmless[: p.n_val],
-        harmless_pool=harmless[p.n_val :],
+        harmful_val=val,
+        harmful_test=test,
+        harmful_pool=pool,
+        harmless_val=kept[: p.n_val],
+        harmless_pool=kept[p.n_val :],
         safe=safe[: p.n_safe],
         neutral=neutral[: p.n_neutral],
         n_train=p.n_train,
+        benign=harmless[len(harmless) - benign :] if benign else [],
     )
 
 

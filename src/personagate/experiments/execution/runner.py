@@ -77,7 +77,13 @@ class StudyRunner:
             g.HARMFUL_VAL: self.splits.harmful_val,
             g.HARMLESS_VAL: self.splits.harmless_val,
             g.SAFE: self.splits.safe,
+            g.BENIGN: self.splits.benign,
         }[prompt_set]
+
+    def formatter(self) -> ChatFormatter:
+        """The chat format of every prompt framed by the spec's system prompt (``prompts.system``)."""
+        system = self.spec.prompts.system
+        return ChatFormatter(self.chat.tokenizer) if system == "default" else ChatFormatter(self.chat.tokenizer, system)
 
     def ids(self, prompt_set: str, system: str) -> list[list[int]]:
         """Token ids of a prompt set framed by the default persona, or by the compliant personas in turn
@@ -86,7 +92,7 @@ class StudyRunner:
         if key not in self._ids:
             texts = self.texts(prompt_set)
             if system == g.DEFAULT_SYSTEM:
-                fmt = ChatFormatter(self.chat.tokenizer)
+                fmt = self.formatter()
                 self._ids[key] = [fmt.encode(t) for t in texts]
             else:
                 holdout, first = self.spec.directions.natural_holdout, self.spec.directions.resamples[0]
@@ -198,7 +204,7 @@ class StudyRunner:
             n = self.spec.generation.refusal_token_prompts
             found = find_refusal_tokens(
                 self.chat,
-                ChatFormatter(self.chat.tokenizer),
+                self.formatter(),
                 self.splits.harmful_val[:n],
                 self.splits.harmless_val[: max(2, n // 2)],
                 batch_size=self.batch,

@@ -1,0 +1,82 @@
+"""The stages of protocol ``paper``: their vectors, their arms (and ours beside them) on their test set,
+their benign coherence arm, and the geometry they report (cosines per layer between the vectors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from personagate.activations import second_moments
+from personagate.directions import Direction, energy_matched_direction
+from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, Role
+from personagate.experiments.design.paper import PaperBlocks, paper_conditions
+from personagate.experiments.execution.paper_vectors import KINDS, POSITIONS, PaperVectors
+from personagate.experiments.execution.runner import StudyRunner
+from personagate.interventions import Add, Program, steer
+
+
+def run_paper_stages(runner: StudyRunner) -> None:
+    spec, store, chat = runner.spec, runner.store, runner.chat
+    blocks = PaperBlocks.of(spec, runner.n_layers, chat.name)
+    store.set_fact("layout", blocks.layout().to_fact())
+    store.set_fact("paper_blocks", dataclasses.asdict(blocks))
+    runner.learn_refusal_tokens()
+    directions = PaperVectors(runner).make(blocks)
+    directions.update(null_directions(runner, blocks, directions))
+    directions["refusal"] = directions["paper-refusal-layers"]  # the readout's per-layer refusal direction
+    runner.directions[0] = directions
+    conditions = paper_conditions(spec, blocks, spec.windows.random_seeds)
+    runner.measure(conditions, "paper")
+    roles = (Role.PERSONA, Role.PERSONA_LATE_WINDOW)
+    runner.readout(
+        [c for c in conditions if c.role in roles and c.mode == spec.generation.main and c.prompts == "harmful"]
+    )
+    store.set_fact("geometry", geometry(directions, runner.n_layers))
+    store.set_fact("resample_seeds", [spec.directions.resamples[0]])
+
+
+def null_directions(runner: StudyRunner, blocks: PaperBlocks, directions: dict[str, Direction]) -> dict[str, Direction]:
+    """Our null beside their one random direction: random directions carrying as much of the steered
+    stream at the knockout site (validation prompts) as the persona unit vector does there."""
+    site = blocks.site(blocks.late_knockout)
+    persona = Program([Add("paper-persona", runner.spec.paper.persona_alpha, blocks.site(blocks.inject))])
+    with steer(runner.chat, persona.bind(directions)):
+        moments = second_moments(
+            runner.chat, runner.ids(HARMFUL_VAL, DEFAULT_SYSTEM), [site], batch_size=runner.batch, progress=False
+        )
+    out = {}
+    for seed in range(runner.spec.windows.random_seeds):
+        path = runner.store.path / "vectors" / "r0" / f"random-{seed}.safetensors"
+        if path.is_file():
+            out[f"random-{seed}"] = Direction.load(path)
+            continue
+        made = energy_matched_direction(
+            directions["paper-unit"], moments, seed, n_layers=runner.n_layers, name=f"random-{seed}"
+        )
+        made.save(path)
+        out[f"random-{seed}"] = made
+    return out
+
+
+def geometry(directions: dict[str, Direction], n_layers: int) -> dict[str, list[float]]:
+    """Cosine per layer between the persona vectors (three positions), the user-persona and I-Thou
+    vectors, the refusal direction, and their random direction: what the authors report."""
+    named = {f"{k}@{p}": directions[f"paper-{k}-{p}"] for k in KINDS for p in POSITIONS}
+    named["refusal"] = directions["paper-refusal-layers"]
+    named["random (theirs)"] = directions["paper-random"]
+    anchor = "model_persona@prompt_end"
+    out = {}
+    for name, direction in named.items():
+        if name != anchor:
+            values = directions_cosine(named[anchor], direction, n_layers)
+            out[f"{anchor} vs {name}"] = values
+    out["model_persona@prompt_end vs model_persona@response_avg"] = directions_cosine(
+        named["model_persona@prompt_end"], named["model_persona@response_avg"], n_layers
+    )
+    out["i_thou@prompt_end vs refusal"] = directions_cosine(named["i_thou@prompt_end"], named["refusal"], n_layers)
+    return out
+
+
+def directions_cosine(a: Direction, b: Direction, n_layers: int) -> list[float]:
+    values = a.cosine(b, n_layers).tolist()
+    return [v if math.isfinite(v) else 0.0 for v in values]
