@@ -46,3 +46,35 @@ def test_batching_does_not_change_the_default_model(default_chat):
         single = next_token_logits(default_chat, [tokens], batch_size=1, progress=False)[0]
         assert (batched[i] - single).abs().max() < 1e-3
         assert batched[i].argmax() == single.argmax()
+
+
+def test_the_papers_quick_protocol_on_the_bundled_model(tmp_path, capsys):
+    """`personagate reproduce --protocol paper --quick`: every arm of their design on the bundled model,
+    their vectors made from the model's own replies, the verdict table printed, the exports written."""
+    import csv
+
+    from personagate.cli import main
+
+    out = tmp_path / "paper"
+    assert main(["reproduce", "--protocol", "paper", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].startswith("finding") and "window_restores" in printed
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    tested = [r for r in rows if r["prompts"] == "harmful" and r["mode"] == "generate"]
+    assert len(tested) == 12 and all(r["n"] == "12" for r in tested)
+    assert all(r["paper_regex_rate"] not in ("", "nan") for r in tested)
+    with open(out / "verdicts.csv", newline="") as f:
+        verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
+    assert all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)  # 12 prompts: underpowered
+    import json
+
+    filters = {k: json.loads(v) for k, v in _facts(out).items() if k.startswith("paper_filter_")}
+    assert filters["paper_filter_positive"]["generated"] == 8 * 4  # 8 instructions x 4 questions (quick)
+
+
+def _facts(run):
+    import sqlite3
+
+    with sqlite3.connect(run / "run.sqlite") as db:
+        return dict(db.execute("SELECT key, value FROM facts"))

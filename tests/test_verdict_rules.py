@@ -197,3 +197,18 @@ def test_requires_names_its_prerequisite(tmp_path):
     assert found["persona_suppresses"].outcome == NOT_REPRODUCED
     assert found["random_does_not"].reason == vd.PREREQUISITE
     assert "requires 'persona_suppresses'" in found["random_does_not"].detail
+
+
+def test_compare_puts_two_designs_side_by_side(tmp_path, capsys):
+    from personagate.cli import main
+
+    with base_layout(persona=20).store(tmp_path / "a"):
+        pass
+    with base_layout(persona=58).store(tmp_path / "b"):
+        pass
+    page = tmp_path / "compare.html"
+    assert main(["compare", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--out", str(page)]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| persona_suppresses"))
+    assert "reproduced" in row and "not reproduced" in row and "DIFFERENT" in row
+    assert "persona_suppresses" in page.read_text()
