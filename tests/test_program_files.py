@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from personagate import Ablate, Add, Clamp, Direction, PersonagateError, Program, Window
-from personagate.interventions import OPS, op_from_flag, op_from_table
+from personagate.interventions import OPS, Project, op_from_flag, op_from_table
 from personagate.program_files import load_program, program_from_args
 
 
@@ -26,6 +26,8 @@ def test_every_op_kind_round_trips_through_its_table():
         Ablate("persona", Window(0.5, 1.0), scope="generated"),
         Clamp("refusal", 3.0, Window(1, 3)),
         Clamp("refusal", (0.0, 1.0, 2.0), Window(0, 3)),
+        Project("persona", 21),
+        Project("persona", (3, 5), scope="prompt"),
     ]
     assert {type(op) for op in ops} == set(OPS.values())
     program = Program(ops)

@@ -10,6 +10,8 @@ Text from a command-line flag may be given as ``text=True``: numbers are then pa
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,14 +97,59 @@ def known_keys(values: dict[str, Any], allowed: Sequence[str], where: str) -> No
             raise PersonagateError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
 
 
-def read_text(path: Path, what: str) -> str:
-    """A text file's contents; missing, unreadable or non-UTF-8 files are one-line errors naming it."""
-    if not path.is_file():
-        raise PersonagateError(f"no such {what} file: {path}")
+MAX_TEXT_BYTES = 64 * 2**20  # a prompt, program, spec or CSV file larger than this is refused before reading
+MAX_NESTING = 32  # tables and lists nested deeper than this in a TOML or JSON input are refused
+
+
+def input_file(path: Path, what: str, limit: int | None = None) -> Path:
+    """``path`` if it is a regular file (following links) no larger than ``limit`` bytes: a FIFO, a
+    device or a folder is refused before anything opens it (reading one could block for ever)."""
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise PersonagateError(f"no such {what} file: {path}") from None
     except OSError as exc:
         raise PersonagateError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "folder" if stat.S_ISDIR(info.st_mode) else "FIFO" if stat.S_ISFIFO(info.st_mode) else "device or socket"
+        raise PersonagateError(f"{path} is a {kind}, not a {what} file")
+    if limit is not None and info.st_size > limit:
+        raise PersonagateError(
+            f"{path} is {info.st_size / 2**20:.0f} MB; a {what} file may be {limit / 2**20:.0f} MB at most"
+        )
+    return path
+
+
+def read_bytes(path: Path, what: str, limit: int) -> bytes:
+    """A regular file's bytes, read only after its size is checked (and never past ``limit``)."""
+    input_file(path, what, limit)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise PersonagateError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise PersonagateError(f"{path} grew past {limit / 2**20:.0f} MB while being read; a {what} file may not")
+    return data
+
+
+def nesting(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` when its tables and lists nest at most ``MAX_NESTING`` deep (else a one-line error)."""
+    if depth > MAX_NESTING:
+        raise PersonagateError(f"{where} nests tables or lists more than {MAX_NESTING} deep")
+    if isinstance(value, dict):
+        for item in value.values():
+            nesting(item, where, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            nesting(item, where, depth + 1)
+    return value
+
+
+def read_text(path: Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """A text file's contents; missing, unreadable, oversized, non-regular or non-UTF-8 files are
+    one-line errors naming it."""
+    data = read_bytes(path, what, limit)
     if b"\x00" in data[:4096]:
         raise PersonagateError(f"{path} is a binary file, not a {what} file")
     try:

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 
 from personagate.errors import PersonagateError
 
 SCHEMA_VERSION = 1
 SITE = "resid_pre"
+MAX_DIRECTION_BYTES = 2**30  # a direction of a 100-layer, 16k-wide model is 6.4 MB; 1 GB is not one
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,10 +150,11 @@ class Direction:
             )
 
     def save(self, path: str | Path) -> Path:
+        """Write the safetensors file (whole or not at all, by the package's one writer)."""
+        from personagate.outputs import write_bytes
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = {"name": self.name, "schema_version": SCHEMA_VERSION, "site": SITE, **self.meta}
-        save_file({"vectors": self.vectors.contiguous()}, str(path), metadata={"personagate": json.dumps(header)})
+        write_bytes(path, self.to_bytes())
         return path
 
     def to_bytes(self) -> bytes:
@@ -164,41 +165,44 @@ class Direction:
         return save({"vectors": self.vectors.contiguous()}, metadata={"personagate": json.dumps(header)})
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Direction:
+    def from_bytes(cls, data: bytes, where: str = "a direction") -> Direction:
+        """A direction from a safetensors file's bytes; anything that is not one is a one-line error."""
         from safetensors.torch import load
 
         try:
             tensors = load(data)
             header = json.loads(_metadata(data).get("personagate", "{}"))
-        except (SafetensorError, ValueError) as exc:
-            raise PersonagateError(f"not a readable direction ({exc})") from None
-        return cls(tensors["vectors"], name=header.pop("name", "direction"), meta=header)
+        except (SafetensorError, ValueError, RecursionError, UnicodeDecodeError, OverflowError) as exc:
+            raise PersonagateError(f"{where} is not a readable direction file ({exc})") from None
+        if not isinstance(header, dict):
+            raise PersonagateError(f"{where}: its personagate metadata is not a table; it was not written by us")
+        vectors = tensors.get("vectors")
+        if vectors is None:
+            raise PersonagateError(f"{where} holds no 'vectors' tensor; is it a personagate direction file?")
+        if not (vectors.is_floating_point() and vectors.dim() in (1, 2) and vectors.numel() > 0):
+            raise PersonagateError(f"{where}: 'vectors' must be a non-empty float tensor [d] or [n_layers, d]")
+        version = header.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise PersonagateError(f"{where}: schema_version {version!r} is not a version personagate writes")
+        if version > SCHEMA_VERSION:
+            raise PersonagateError(f"{where} has schema version {version}; upgrade personagate to read it")
+        name = header.pop("name", None)
+        return cls(vectors, name=name if isinstance(name, str) and name else Path(where).stem, meta=header)
 
     @classmethod
     def load(cls, path: str | Path) -> Direction:
-        path = Path(path)
-        if not path.is_file():
-            raise PersonagateError(f"no such direction file: {path}")
-        try:
-            tensors = load_file(str(path))
+        from personagate.checks import read_bytes
 
-            with safe_open(str(path), framework="pt") as f:
-                header = json.loads((f.metadata() or {}).get("personagate", "{}"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise PersonagateError(f"{path} is not a readable direction file ({exc})") from None
-        if "vectors" not in tensors:
-            raise PersonagateError(f"{path} holds no 'vectors' tensor; is it a personagate direction file?")
-        version = header.get("schema_version", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION:
-            raise PersonagateError(f"{path} has schema version {version}; upgrade personagate to read it")
-        name = header.pop("name", path.stem)
-        return cls(tensors["vectors"], name=name, meta=header)
+        path = Path(path)
+        return cls.from_bytes(read_bytes(path, "direction", MAX_DIRECTION_BYTES), str(path))
 
 
 def _metadata(data: bytes) -> dict[str, str]:
     """The metadata of a safetensors buffer (its JSON header's ``__metadata__``)."""
     size = int.from_bytes(data[:8], "little")
-    return json.loads(data[8 : 8 + size]).get("__metadata__", {}) or {}
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def random_direction(

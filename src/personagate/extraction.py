@@ -22,6 +22,7 @@ from personagate.errors import PersonagateError
 from personagate.generation import Decoding, generate, next_token_logits, next_token_logits_grid
 from personagate.interventions import Ablate, Add, Program, Window, steer
 from personagate.models.loading import ChatModel
+from personagate.outputs import write_atomically
 from personagate.prompts import MODEL_DEFAULT, ChatFormatter, SystemPrompt
 from personagate.provenance import prompt_set_hash, provenance
 from personagate.scoring.first_token import RefusalTokens, derive_refusal_tokens
@@ -91,12 +92,12 @@ class RefusalResult:
     per_layer: Direction | None = None
 
     def save_candidates(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        def write(f: Any) -> None:
             writer = csv.DictWriter(f, fieldnames=list(self.candidates[0]))
             writer.writeheader()
             writer.writerows(self.candidates)
+
+        write_atomically(Path(path), write)
 
 
 def refusal_direction(

@@ -44,9 +44,11 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A TOML file's tables; a missing, non-UTF-8 or malformed file is a user error naming it."""
     text = checks.read_text(path, what)
     try:
-        return tomllib.loads(text)
+        return checks.nesting(tomllib.loads(text), str(path))
     except tomllib.TOMLDecodeError as exc:
         raise PersonagateError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PersonagateError(f"{path} nests tables or lists too deeply to read") from None
 
 
 def load_program(path: str | Path) -> Program:

@@ -6,12 +6,15 @@ system message is given, so "no system message" and "no persona" are different r
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from personagate import checks
 from personagate.errors import PersonagateError
 
 
@@ -115,18 +118,13 @@ def check_prompt_lengths(prompts: list[str], where: str, max_chars: int = MAX_PR
 def load_prompts(path: str | Path, field: str | None = None, *, max_chars: int = MAX_PROMPT_CHARS) -> list[str]:
     """Prompts from a file: ``.txt`` (one per line), ``.json`` (list of strings or objects), ``.jsonl``,
     or ``.csv``; objects are read at ``field`` or the first of instruction/prompt/goal/text."""
-    import csv
-    import io
-
-    from personagate.checks import read_text
-
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".txt", ".json", ".jsonl", ".csv"):
         if not p.is_file():
             raise PersonagateError(f"no such prompt file: {path}")
         raise PersonagateError(f"unknown prompt file type {suffix!r}; use .txt, .json, .jsonl or .csv")
-    text = read_text(p, "prompt")
+    text = checks.read_text(p, "prompt")
     try:
         if suffix == ".txt":
             rows: list[Any] = [line for line in text.splitlines() if line.strip()]
@@ -136,8 +134,11 @@ def load_prompts(path: str | Path, field: str | None = None, *, max_chars: int =
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        rows = checks.nesting(rows, str(path))
     except (ValueError, csv.Error) as exc:
         raise PersonagateError(f"could not parse {path}: {exc}") from None
+    except RecursionError:
+        raise PersonagateError(f"{path} nests lists or objects too deeply to read") from None
     if not isinstance(rows, list):
         raise PersonagateError(f"{path} must hold a list of prompts")
     return check_prompt_lengths([_prompt_text(row, field, path) for row in rows], str(path), max_chars)
@@ -235,12 +236,12 @@ def resolve_prompt_source(
 
 def load_xstest_safe(path: Path) -> list[str]:
     """XSTest's safe prompts (rows whose ``type`` does not start with ``contrast_``)."""
-    import csv
 
-    if not Path(path).is_file():
-        raise PersonagateError(f"no such XSTest file: {path}")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    text = checks.read_text(Path(path), "XSTest")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise PersonagateError(f"could not parse {path}: {exc}") from None
     if not rows or "prompt" not in rows[0] or "type" not in rows[0]:
         raise PersonagateError(f"{path} lacks XSTest's 'prompt' and 'type' columns")
     return [r["prompt"] for r in rows if not r["type"].startswith("contrast")]

@@ -23,7 +23,7 @@ from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.execution.stages import run_stages
 from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
-from personagate.outputs import check_output_dir
+from personagate.outputs import check_run_dir
 
 
 def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]:
@@ -77,7 +77,7 @@ def run_study(
 
         import_ray()  # a missing extra is one line, before anything loads
     out = Path(out)
-    check_output_dir(out)
+    check_run_dir(out)
     manifest: dict[str, Any] = {
         "package_version": __version__,
         "spec": spec.to_dict(),

@@ -8,6 +8,7 @@ from pathlib import Path
 from personagate.experiments.analysis.exports import write_exports
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.storage.store import RunStore
+from personagate.outputs import write_bytes
 from personagate.report.figures import named_figures
 from personagate.report.html import render, write_report
 from personagate.report.markdown import markdown
@@ -34,6 +35,6 @@ def save_plots(results: Results, out: str | Path) -> list[Path]:
     paths = []
     for stem, (_, data) in named_figures(results):
         path = out / f"{stem}.png"
-        path.write_bytes(data)
+        write_bytes(path, data)
         paths.append(path)
     return paths

@@ -20,7 +20,7 @@ from typing import Any
 
 from personagate.errors import PersonagateError
 from personagate.experiments.storage.records import Row, StoredCondition
-from personagate.outputs import check_output_dir
+from personagate.outputs import check_run_dir, write_atomically
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +55,7 @@ class RunStore:
         self.path = Path(path)
         database = self.path / "run.sqlite"
         if create:
-            check_output_dir(self.path)
+            check_run_dir(self.path)
             self.path.mkdir(parents=True, exist_ok=True)
         elif not database.is_file():
             raise PersonagateError(f"{self.path} is not a personagate run directory (no run.sqlite)")
@@ -120,7 +120,8 @@ class RunStore:
             return True
         with self.db:
             self.db.executemany("INSERT INTO manifest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in manifest.items()])
-        (self.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        text = json.dumps(manifest, indent=1)
+        write_atomically(self.path / "manifest.json", lambda f: f.write(text))
         return False
 
     def check_identity(self, manifest: dict[str, Any], identity_keys: Sequence[str]) -> bool:
