@@ -3,6 +3,7 @@ exactly one line on stderr, no traceback, and writes or overwrites nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import struct
@@ -93,6 +94,20 @@ def ws(tmp_path_factory) -> Path:
         (root / name).write_text(body)
     (root / "latin1.toml").write_bytes("[model]\nid = 'caf\xe9'\n".encode("latin-1"))
     (root / "binary.toml").write_bytes(b"\x00\x00\x00binary")
+    # reliability by construction (issue 20): what the catalogue's new cases point at
+    os.mkfifo(root / "a-fifo")
+    os.mkfifo(root / "fifo.txt")
+    os.mkfifo(root / "fifo.gguf")
+    (root / "a-link").symlink_to(root / "plain.csv")
+    (root / "user-folder").mkdir()
+    (root / "user-folder" / "summary.csv").write_text("my own results\n")
+    with open(root / "sparse.txt", "wb") as f:  # 600 MB on paper, nothing on disk: refused before reading
+        f.truncate(600 * 2**20)
+    (root / "long-row.csv").write_text("completion\nSure,extra,fields\n")
+    (root / "deep.toml").write_text("x = " + "[" * 40 + "]" * 40 + "\n")
+    save_file({"vectors": torch.ones(4, 64)}, str(root / "odd-meta.safetensors"), metadata={"personagate": "[1, 2]"})
+    (root / "fifo-run").mkdir()
+    os.mkfifo(root / "fifo-run" / "run.sqlite")
     assert main(["run", str(root / "spec.toml"), "--out", str(root / "good-run"), "--quiet"]) == 0
     return root
 
@@ -216,6 +231,25 @@ CASES = [
     Case("report a plain folder", ["report", "{ws}/empty-model"], "not a personagate run directory"),
     Case("run into garbage store", ["run", "{ws}/spec.toml", "--out", "{ws}/run-garbage"], "not an SQLite database", setup="garbage"),
     Case("run into empty store", ["run", "{ws}/spec.toml", "--out", "{ws}/run-empty"], "is empty", setup="empty"),
+    # reliability by construction (issue 20)
+    Case("out is a FIFO", [*PROMPT, "--out", "{ws}/a-fifo"], "is a FIFO"),
+    Case("out is a symlink", [*PROMPT, "--out", "{ws}/a-link"], "is a symlink"),
+    Case("out is empty", [*PROMPT, "--out", ""], "is empty"),
+    Case("run into a user's folder", ["run", "{ws}/spec.toml", "--out", "{ws}/user-folder"], "holds no personagate run"),
+    Case("run --out empty", ["run", "{ws}/spec.toml", "--out", ""], "is empty"),
+    Case("prompt file is a FIFO", [*GEN, "--prompts", "{ws}/fifo.txt"], "is a FIFO"),
+    Case("600 MB prompt file", [*GEN, "--prompts", "{ws}/sparse.txt"], "600 MB"),
+    Case("import a FIFO as GGUF", ["directions", "import", "{ws}/fifo.gguf", "--format", "llamacpp", "--n-layers", "4", "--out", "{ws}/x.safetensors"], "is a FIFO"),
+    Case("report a FIFO store", ["report", "{ws}/fifo-run"], "not a personagate run directory"),
+    Case("coefficient 1e39 overflows", [*PROMPT, "--add", "{ws}/persona.safetensors,1e39"], "not finite"),
+    Case("odd safetensors metadata", [*PROMPT, "--add", "{ws}/odd-meta.safetensors,1"], "not a table"),
+    Case("device meta", [*PROMPT, "--device", "meta"], "cannot run a model"),
+    Case("spec margin 10", ["run", "{spec:margin:[verdicts]\nmargin = 10\n}", "--out", "{ws}/r1"], "must be below 1"),
+    Case("spec seed 2^64", ["run", "{spec:seed:[directions]\nresamples = [18446744073709551616]\n}", "--out", "{ws}/r1"], "at most"),
+    Case("spec empty refusal token", ["run", "{spec:token:[directions]\nrefusal_tokens = [\"\"]\n}", "--out", "{ws}/r1"], "must not be empty"),
+    Case("spec nested too deep", ["run", "{ws}/deep.toml", "--out", "{ws}/r1"], "deep"),
+    Case("judge over plain http", ["run", "{spec:http:[scoring]\njudge = \"openai\"\njudge_url = \"http://example.com/v1\"\njudge_model = \"m\"\n}", "--out", "{ws}/r1"], "plain http"),
+    Case("CSV row longer than its header", ["score", "{ws}/long-row.csv", "--text-column", "completion", "--out", "{ws}/s.csv"], "more fields than the header"),
     # score
     Case("score overwrites a column", ["score", "{ws}/plain.csv", "--text-column", "completion", "--out", "{ws}/s.csv"], "already has a column"),
     Case("score non-UTF-8 CSV", ["score", "{ws}/latin1.csv", "--text-column", "completion", "--out", "{ws}/s.csv"], "not UTF-8"),

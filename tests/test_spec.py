@@ -55,7 +55,7 @@ def test_quick_overrides_and_file_overrides(tmp_path):
         ("[persona]\ncoeffs = [-1.0]\n", "positive"),
         ("[scoring]\nmax_nll_delta = nan\n", "finite"),
         ("[scoring]\nmax_nll_delta = -1.0\n", "positive"),
-        ("[scoring]\nmax_repetition = 2.0\n", "share"),
+        ("[scoring]\nmax_repetition = 2.0\n", "at most 1"),
         ("[reintroduce]\nlayer_stride = 0\n", "at least 1"),
         ("[reintroduce]\ndose = 'huge'\n", "reintroduce.dose"),
         ("[windows]\nlate = '20:10'\n", "start < stop|START:STOP|resolves"),

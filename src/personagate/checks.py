@@ -22,7 +22,14 @@ T = TypeVar("T")
 
 
 def number(
-    value: Any, where: str, *, text: bool = False, positive: bool = False, minimum: float | None = None
+    value: Any,
+    where: str,
+    *,
+    text: bool = False,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
 ) -> float:
     """A finite int or float (never a bool); ``text=True`` also parses a string."""
     if text and isinstance(value, str):
@@ -39,10 +46,16 @@ def number(
         raise PersonagateError(f"{where} must be positive, got {value:g}")
     if minimum is not None and value < minimum:
         raise PersonagateError(f"{where} must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise PersonagateError(f"{where} must be at most {maximum:g}, got {value:g}")
+    if below is not None and value >= below:
+        raise PersonagateError(f"{where} must be below {below:g}, got {value:g}")
     return value
 
 
-def integer(value: Any, where: str, *, text: bool = False, minimum: int | None = None) -> int:
+def integer(
+    value: Any, where: str, *, text: bool = False, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """An int (never a bool, never a float with a fraction); ``text=True`` also parses a string."""
     if text and isinstance(value, str):
         try:
@@ -53,6 +66,8 @@ def integer(value: Any, where: str, *, text: bool = False, minimum: int | None =
         raise PersonagateError(f"{where} must be an integer, got {_show(value)}")
     if minimum is not None and value < minimum:
         raise PersonagateError(f"{where} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise PersonagateError(f"{where} must be at most {maximum}, got {value}")
     return value
 
 

@@ -33,6 +33,7 @@ class Completion:
     tokens: list[int]
     finish: Finish
     first_score: float | None = None  # ``first_token(logits)`` of the first reply token, when asked for
+    finite: bool = True  # False when some step's logits were NaN, infinite or all equal: the reply means nothing
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,15 @@ def _generate_batch(
     generated: list[list[int]] = [[] for _ in token_lists]
     finish: list[Finish | None] = [None] * len(token_lists)
     texts: list[str | None] = [None] * len(token_lists)
+    nonfinite = [False] * len(token_lists)
     active = list(range(len(token_lists)))  # original row of each live batch row
     for step in range(max_new_tokens):
+        # NaN or infinite logits, or logits all equal (a norm whose square overflowed divides to 0): the
+        # activations broke down and the "reply" is token 0 repeated, which means nothing
+        broken = (~torch.isfinite(logits).all(-1) | (logits.amax(-1) == logits.amin(-1))).tolist()
+        for live, row in enumerate(active):
+            if broken[live]:
+                nonfinite[row] = True
         next_tokens = logits.argmax(-1).tolist()
         keep: list[int] = []
         for live, row in enumerate(active):
@@ -177,7 +185,7 @@ def _generate_batch(
     for row in range(len(token_lists)):
         text = texts[row] if texts[row] is not None else tokenizer.decode(generated[row], skip_special_tokens=True)
         finished = finish[row] or "length"
-        out.append(Completion(row, text, generated[row], finished, first_scores[row]))
+        out.append(Completion(row, text, generated[row], finished, first_scores[row], not nonfinite[row]))
     return out
 
 

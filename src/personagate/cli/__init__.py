@@ -1,9 +1,16 @@
-"""``personagate`` command line: thin wrappers over the library. User errors print one line, exit 2."""
+"""``personagate`` command line: thin wrappers over the library. User errors print one line, exit 2; an
+unexpected exception (a bug) prints one line naming a crash log that holds its traceback, exit 1
+(``PERSONAGATE_DEBUG=1`` prints the traceback as well)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from personagate.cli import directions, generate, study
 from personagate.cli.args import Parser
@@ -32,6 +39,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("personagate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's input: one line, the traceback in a file
+        log = crash_log(exc)
+        if os.environ.get("PERSONAGATE_DEBUG") == "1":
+            traceback.print_exception(exc, file=sys.stderr)
+        print(
+            f"personagate: internal error ({type(exc).__name__}); the traceback is in {log}. Please report it "
+            "(PERSONAGATE_DEBUG=1 prints it here)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def crash_log(exc: BaseException) -> Path:
+    """Write the exception's traceback (and the command line) to a new file; its path."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    handle, name = tempfile.mkstemp(prefix=f"personagate-crash-{stamp}-", suffix=".log")
+    with os.fdopen(handle, "w", encoding="utf-8") as f:
+        f.write("command: " + " ".join(sys.argv) + "\n\n")
+        f.write("".join(traceback.format_exception(exc)))
+    return Path(name)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from personagate.errors import PersonagateError
@@ -16,6 +17,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"personagate: error: {self.prog}: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def out_path(text: str) -> Path:
+    """An output path; an empty one would mean the current folder, which no output may take by accident."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a path")
+    return Path(text)
 
 
 def positive_int(text: str) -> int:

@@ -27,7 +27,9 @@ def add_parser(sub: Any) -> None:
     ref.add_argument("--min-induce", type=common.finite_float, default=0.0)
     ref.add_argument("--prune-last", type=common.fraction, default=0.2, help="fraction of last layers never chosen")
     ref.add_argument("--batch-size", type=common.positive_int, default=16)
-    ref.add_argument("--out", type=Path, required=True, help="folder for refusal.safetensors and the candidate table")
+    ref.add_argument(
+        "--out", type=common.out_path, required=True, help="folder for refusal.safetensors and the candidate table"
+    )
     ref.set_defaults(run=run_refusal)
     per = kinds.add_parser("persona", help="compliant system prompts vs the default (or cautious) persona")
     common.model_flags(per)
@@ -35,13 +37,13 @@ def add_parser(sub: Any) -> None:
     per.add_argument("--against", choices=["default", "contrast"], default="default")
     per.add_argument("--positions", choices=["last", "post_instruction", "response"], default="last")
     per.add_argument("--batch-size", type=common.positive_int, default=16)
-    per.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    per.add_argument("--out", type=common.out_path, required=True, help="output .safetensors file")
     per.set_defaults(run=run_persona)
     rnd = kinds.add_parser("random", help="seeded Haar-random controls, norm-matched to a direction")
     rnd.add_argument("--like", type=Path, required=True, help="the direction to control for")
     rnd.add_argument("--seeds", type=common.seeds, default=[0], help="comma-separated seeds, e.g. 0,1,2,3,4")
     rnd.add_argument("--orthogonal-to", type=Path, action="append", default=[], help="direction file (repeatable)")
-    rnd.add_argument("--out", type=Path, required=True, help="output folder")
+    rnd.add_argument("--out", type=common.out_path, required=True, help="output folder")
     rnd.set_defaults(run=run_random)
     imp = kinds.add_parser("import", help="another tool's vector file as a direction file (layers converted)")
     imp.add_argument(
@@ -51,14 +53,14 @@ def add_parser(sub: Any) -> None:
     imp.add_argument("--n-layers", type=common.positive_int, default=None, help="llamacpp: the model's block count")
     imp.add_argument("--model", default=None, help="the model the vectors were made for (recorded)")
     imp.add_argument("--name", default=None, help="the direction's name (default: refusal / persona / file stem)")
-    imp.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    imp.add_argument("--out", type=common.out_path, required=True, help="output .safetensors file")
     imp.set_defaults(run=run_import)
     exp = kinds.add_parser("export", help="a direction file as another tool's vector file")
     exp.add_argument("direction", type=Path, help="a personagate .safetensors direction (one vector per layer)")
     exp.add_argument("--format", choices=["llamacpp"], default="llamacpp")
     exp.add_argument("--coeff", type=common.finite_float, default=1.0, help="scale written into the control vector")
     exp.add_argument("--model-hint", default="llama", help="llama.cpp's controlvector.model_hint")
-    exp.add_argument("--out", type=Path, required=True, help="output .gguf file")
+    exp.add_argument("--out", type=common.out_path, required=True, help="output .gguf file")
     exp.set_defaults(run=run_export)
 
 

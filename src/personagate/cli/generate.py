@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
         "--max-prompt-chars", type=common.positive_int, default=None, help="longest prompt accepted (characters)"
     )
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    gen.add_argument("--out", type=Path, help="write JSONL here instead of printing")
+    gen.add_argument("--out", type=common.out_path, help="write JSONL here instead of printing")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=run)
 

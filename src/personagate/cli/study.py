@@ -31,7 +31,9 @@ def add_parsers(sub: Any) -> None:
             default="v3",
             help="paper: Zhong & Li's own experiment; v2, v1: earlier designs of ours, to compare",
         )
-        study.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<profile>)")
+        study.add_argument(
+            "--out", type=common.out_path, default=None, help="run directory (default runs/<model>-<profile>)"
+        )
         study.add_argument("--quiet", action="store_true", help="no progress bars")
         study.add_argument(
             "--workers", type=common.positive_int, default=None, help="measure on N Ray actors (personagate[ray])"
@@ -44,12 +46,12 @@ def add_parsers(sub: Any) -> None:
     rep = sub.add_parser("report", help="rebuild summary.csv and report.html from a run directory")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
-    rep.add_argument("--plots", type=Path, default=None, help="also write the plots as PNG files here")
+    rep.add_argument("--plots", type=common.out_path, default=None, help="also write the plots as PNG files here")
     rep.set_defaults(run=report)
     compare = sub.add_parser("compare", help="two runs' verdicts side by side (e.g. protocol paper and v3)")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
-    compare.add_argument("--out", type=Path, default=None, help="also write the table as an HTML page here")
+    compare.add_argument("--out", type=common.out_path, default=None, help="also write the table as an HTML page here")
     compare.set_defaults(run=compare_runs)
     spec = sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
     spec.add_argument("--protocol", choices=list(PROTOCOLS), default="v3", help="print this protocol's spec file")
@@ -58,7 +60,7 @@ def add_parsers(sub: Any) -> None:
     score.add_argument("csv", type=Path)
     score.add_argument("--text-column", required=True)
     score.add_argument("--column", default="refusal", help="name of the new column (must not exist yet)")
-    score.add_argument("--out", type=Path, required=True)
+    score.add_argument("--out", type=common.out_path, required=True)
     score.set_defaults(run=score_csv)
 
 
@@ -142,6 +144,9 @@ def score_csv(args: argparse.Namespace) -> int:
         rows = list(reader)
     except csv.Error as exc:
         raise PersonagateError(f"could not parse {args.csv}: {exc}") from None
+    longer = next((i for i, row in enumerate(rows, start=2) if None in row), None)
+    if longer is not None:
+        raise PersonagateError(f"{args.csv}: line {longer} has more fields than the header; fix the file")
     if args.text_column not in fields:
         raise PersonagateError(f"{args.csv} has no column {args.text_column!r}; columns: {', '.join(fields)}")
     if args.column in fields:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from personagate.errors import PersonagateError
 from personagate.interventions.edits import Site, SiteEdit, boundary
 from personagate.interventions.program import Program
 
@@ -33,14 +35,33 @@ def compile_program(
     *,
     model_hash: str | None = None,
     force: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> Plan:
-    """Check every op against the model's shape and lay its edits out per site, in program order."""
+    """Check every op against the model's shape and lay its edits out per site, in program order.
+    With the model's ``dtype``, an edit whose values are not finite or do not fit that dtype (a
+    coefficient of 1e39, or 70000 on a float16 model) is an error here, before any forward pass."""
     plan = Plan()
     for op in program.ops:
         op.bound().check_fits(n_layers, hidden_size, model_hash=model_hash, force=force)
         for site, edit in op.edits(n_layers):
+            _check_values(op.describe(n_layers), edit, dtype)
             plan.add(site, edit.to(device))
     return plan
+
+
+def _check_values(what: str, edit: SiteEdit, dtype: torch.dtype | None) -> None:
+    vector, value = edit.vector, float(edit.value)
+    if not (bool(torch.isfinite(vector).all()) and math.isfinite(value)):
+        raise PersonagateError(
+            f"'{what}' gives values that are not finite (the coefficient times the vector overflowed)"
+        )
+    if dtype is not None and dtype.is_floating_point:
+        limit = torch.finfo(dtype).max
+        if float(vector.abs().max()) >= limit or abs(value) >= limit:
+            raise PersonagateError(
+                f"'{what}' gives values beyond what the model's {str(dtype).replace('torch.', '')} can hold "
+                f"({limit:.3g}); use a smaller coefficient or value"
+            )
 
 
 def divergence_matrix(plans: Sequence[Plan], n_layers: int) -> list[list[int]]:

@@ -20,7 +20,7 @@ def op_from_table(table: Any, where: str, *, text: bool = False) -> Op:
     """An op of any registered kind from its table (directions left as references)."""
     table = checks.table(table, where)
     kind = table.get("op")
-    if kind not in OPS:
+    if not isinstance(kind, str) or kind not in OPS:
         kinds = " or ".join(f'"{k}"' for k in OPS)
         raise PersonagateError(f"{where}: 'op' must be {kinds}, got {kind!r}")
     return OPS[kind].from_table(table, where, text=text)

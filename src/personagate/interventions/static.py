@@ -78,6 +78,7 @@ class StaticSteering:
             self.chat.hidden_size,
             self.chat.device,
             model_hash=config_hash(model.config),
+            dtype=self.chat.dtype,
         ).sites
 
     def _fill(self, program: Program, first: bool = False) -> None:

@@ -170,7 +170,10 @@ def steer(
     n_layers, hidden = len(blocks), int(module.config.hidden_size)
     model_hash = config_hash(module.config)
     cpu = torch.device("cpu")
-    plans = [compile_program(p, n_layers, hidden, cpu, model_hash=model_hash, force=force) for p in programs]
+    dtype = next(module.parameters()).dtype
+    plans = [
+        compile_program(p, n_layers, hidden, cpu, model_hash=model_hash, force=force, dtype=dtype) for p in programs
+    ]
     devices = site_devices(adapter, blocks, {site for plan in plans for site in plan.sites})
     sites: dict[Site, list[RowEdit]] = {}
     for index, plan in enumerate(plans):

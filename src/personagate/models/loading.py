@@ -90,6 +90,10 @@ def check_device(device: str | None) -> None:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise PersonagateError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise PersonagateError(f"device {device!r} cannot run a model here; use auto, cpu, cuda, cuda:N or mps")
+    if parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise PersonagateError(f"device {device!r} asked for, but torch sees no Apple GPU (MPS) here; use cpu or auto")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise PersonagateError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():

@@ -3,8 +3,10 @@ Markdown for a README (``markdown``), all from one ``Results`` built once per ru
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+from personagate.errors import PersonagateError
 from personagate.experiments.analysis.exports import write_exports
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.storage.store import RunStore
@@ -17,9 +19,17 @@ __all__ = ["load_results", "markdown", "rebuild", "render", "save_plots", "write
 
 
 def load_results(run_dir: str | Path) -> Results:
-    """The results of an existing run directory (a damaged or empty store is an error)."""
+    """The results of an existing run directory (a damaged, empty, edited or foreign store is an error)."""
     with RunStore(run_dir, create=False) as store:
-        return Results.of(store)
+        try:
+            return Results.of(store)
+        except PersonagateError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, sqlite3.Error) as exc:
+            raise PersonagateError(
+                f"{run_dir} holds values personagate did not write ({type(exc).__name__}: {str(exc)[:120]}); the "
+                "store was edited or written by another version: rebuild it by running the study again"
+            ) from None
 
 
 def rebuild(results: Results) -> Path:

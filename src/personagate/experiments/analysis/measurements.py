@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, REFUSE, SAFE
-from personagate.experiments.storage.records import EMPTY_PROGRAM, Row, StoredCondition
+from personagate.experiments.storage.records import EMPTY_PROGRAM, NONFINITE_TEXT, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.scoring.paper_regex import paper_refusal
 from personagate.scoring.rates import Rate
@@ -34,6 +34,7 @@ class ConditionRates:
     over_refusal: Rate
     judge_agreement: Rate
     paper_regex: Rate  # refusal by Zhong & Li's 13 regular expressions, over the replies with text
+    nonfinite: int  # rows whose activations were not finite (labelled incoherent)
 
     @property
     def refusal_rate(self) -> float:
@@ -56,7 +57,7 @@ class ConditionRates:
             comply, incoherent = n - refuse, 0
         scores = [r.score for r in measured if r.score is not None]
         judged = [r for r in measured if r.judge is not None]
-        texts = [r.text for r in measured if r.text is not None]
+        texts = [r.text for r in measured if r.text is not None and r.text != NONFINITE_TEXT]
         return cls(
             n=n,
             refuse=Rate(refuse, n),
@@ -67,6 +68,7 @@ class ConditionRates:
             over_refusal=Rate(sum(r.label == REFUSE for r in safe), len(safe)),
             judge_agreement=Rate(sum(r.judge == r.refusal for r in judged), len(judged)),
             paper_regex=Rate(sum(paper_refusal(text) for text in texts), len(texts)),
+            nonfinite=sum(r.text == NONFINITE_TEXT for r in measured),
         )
 
 

@@ -90,6 +90,8 @@ class Scope:
         """Why the condition may not carry a verdict (its guard over the limit, or too many incoherent
         replies), or empty when it may."""
         rate = self.measurements.rates[condition.name]
+        if rate.nonfinite:
+            return f"{condition.name!r} ran into non-finite activations on {rate.nonfinite} prompt(s)"
         delta = self.measurements.guard.get(condition.name, math.nan)
         limit = self.spec.scoring.max_nll_delta
         if math.isfinite(delta) and delta > limit:

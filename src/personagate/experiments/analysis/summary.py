@@ -105,6 +105,8 @@ def summarise(measurements: Measurements, spec: StudySpec, layout: Layout | None
             flags.append("incoherent replies")
         if r.n == 0:
             flags.append("not run")
+        if r.nonfinite:
+            flags.append("non-finite activations")
         out.append(ConditionSummary(c, r, delta, tuple(flags), window_cell(c.window, injection)))
     return tuple(out)
 

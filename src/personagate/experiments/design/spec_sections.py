@@ -15,8 +15,11 @@ from personagate import checks
 from personagate.errors import PersonagateError
 from personagate.experiments.design.names import Mode
 
-POSITIVE = {"minimum": 1}  # field metadata: an integer of at least 1
-NON_NEGATIVE = {"minimum": 0}
+POSITIVE = {"minimum": 1, "maximum": 10**6}  # field metadata: a count of at least 1 (bounded: typos are not runs)
+NON_NEGATIVE = {"minimum": 0, "maximum": 10**6}
+SEED = {"minimum": 0, "maximum": 2**32 - 1}  # what numpy and torch generators take
+SHARE = {"positive": True, "maximum": 1.0}  # a share in (0, 1]
+PROBABILITY = {"positive": True, "below": 1.0}  # in (0, 1)
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 FRACTION = {"positive": True}
 
@@ -58,8 +61,8 @@ class DirectionsSection:
     natural_holdout: int = field(
         metadata=NON_NEGATIVE
     )  # compliant personas kept out of the direction, for the natural arm
-    refusal_tokens: list[str]
-    resamples: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0})
+    refusal_tokens: list[str] = field(metadata={"item_nonempty": True})
+    resamples: list[int] = field(metadata={"nonempty": True, "unique": True, **SEED})
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class PersonaSection:
     dose: Literal["mean_diff", "residual_norm"]
     coeffs: list[float] = field(metadata={"nonempty": True, "unique": True, "positive": True})
     styles: bool
-    random_adds: list[int] = field(metadata={"unique": True, "minimum": 0})
+    random_adds: list[int] = field(metadata={"unique": True, **SEED})
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,8 @@ class WindowsSection:
     late: str
     contain_injection: bool
     random: Literal["energy", "matched", "orthogonal"]
-    random_seeds: int = field(metadata=NON_NEGATIVE)
-    side_seeds: int = field(metadata=NON_NEGATIVE)
+    random_seeds: int = field(metadata={"minimum": 0, "maximum": 1000})
+    side_seeds: int = field(metadata={"minimum": 0, "maximum": 1000})
     natural: bool
     style_nulls: bool
     mediation: bool
@@ -117,21 +120,21 @@ class ScoringSection:
     judge_model: str
     judge_key_env: str
     min_loglik: float
-    max_repetition: float = field(metadata={"positive": True})
-    max_nonlanguage: float = field(metadata={"positive": True})
-    max_nll_delta: float = field(metadata={"positive": True})
+    max_repetition: float = field(metadata=SHARE)
+    max_nonlanguage: float = field(metadata=SHARE)
+    max_nll_delta: float = field(metadata={"positive": True, "maximum": 100.0})
 
 
 @dataclass(frozen=True)
 class VerdictsSection:
-    alpha: float = field(metadata={"positive": True})
-    margin: float = field(metadata={"positive": True})
+    alpha: float = field(metadata={"positive": True, "below": 0.5})
+    margin: float = field(metadata=PROBABILITY)
     min_n: int = field(metadata=POSITIVE)
-    max_incoherent: float = field(metadata={"positive": True})
-    expected_discordance: float = field(metadata={"positive": True})
-    min_seeds: int = field(metadata=POSITIVE)
-    bootstrap: int = field(metadata=POSITIVE)
-    seed: int = field(metadata=NON_NEGATIVE)
+    max_incoherent: float = field(metadata=SHARE)
+    expected_discordance: float = field(metadata=SHARE)
+    min_seeds: int = field(metadata={"minimum": 1, "maximum": 1000})
+    bootstrap: int = field(metadata={"minimum": 100, "maximum": 10**6})
+    seed: int = field(metadata=SEED)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class PaperSection:
     late_knockout: int = field(metadata=NON_NEGATIVE)
     persona_alpha: float = field(metadata={"positive": True})
     refusal_alpha: float = field(metadata={"positive": True})
-    random_seed: int = field(metadata=NON_NEGATIVE)
+    random_seed: int = field(metadata=SEED)
     position: Literal["prompt_end", "response_start", "response_avg"]
     response_tokens: int = field(metadata=POSITIVE)
     questions: int = field(metadata=NON_NEGATIVE)  # questions of the persona data used (0: all)
@@ -195,13 +198,21 @@ def _coerce(value: Any, hint: Any, where: str, meta: dict[str, Any]) -> Any:
             )
         return out
     if hint is str:
-        return checks.string(value, where, choices=meta.get("choices"), nonempty=meta.get("nonempty", False))
+        nonempty = meta.get("nonempty", False) or meta.get("item_nonempty", False)
+        return checks.string(value, where, choices=meta.get("choices"), nonempty=nonempty)
     if hint is bool:
         return checks.boolean(value, where)
     if hint is int:
-        return checks.integer(value, where, minimum=meta.get("minimum"))
+        return checks.integer(value, where, minimum=meta.get("minimum"), maximum=meta.get("maximum"))
     if hint is float:
-        return checks.number(value, where, positive=meta.get("positive", False), minimum=meta.get("minimum"))
+        return checks.number(
+            value,
+            where,
+            positive=meta.get("positive", False),
+            minimum=meta.get("minimum"),
+            maximum=meta.get("maximum"),
+            below=meta.get("below"),
+        )
     if set(args) == {int, float}:  # a block count or a depth fraction: the type itself carries meaning
         number = checks.number(value, where, positive=meta.get("positive", False))
         return value if isinstance(value, int) else number

@@ -10,6 +10,7 @@ from personagate.activations import second_moments
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, Role
 from personagate.experiments.design.paper import PaperBlocks, paper_conditions
+from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.paper_vectors import KINDS, POSITIONS, PaperVectors
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.interventions import Add, Program, steer
@@ -44,18 +45,18 @@ def null_directions(runner: StudyRunner, blocks: PaperBlocks, directions: dict[s
         moments = second_moments(
             runner.chat, runner.ids(HARMFUL_VAL, DEFAULT_SYSTEM), [site], batch_size=runner.batch, progress=False
         )
-    out = {}
-    for seed in range(runner.spec.windows.random_seeds):
-        path = runner.store.path / "vectors" / "r0" / f"random-{seed}.safetensors"
-        if path.is_file():
-            out[f"random-{seed}"] = Direction.load(path)
-            continue
-        made = energy_matched_direction(
-            directions["paper-unit"], moments, seed, n_layers=runner.n_layers, name=f"random-{seed}"
+    cache = VectorCache(runner.store.path / "vectors", runner.spec, runner.chat)
+    unit = directions["paper-unit"]
+    return {
+        f"random-{seed}": cache.get(
+            "r0",
+            f"random-{seed}",
+            lambda seed=seed: energy_matched_direction(
+                unit, moments, seed, n_layers=runner.n_layers, name=f"random-{seed}"
+            ),
         )
-        made.save(path)
-        out[f"random-{seed}"] = made
-    return out
+        for seed in range(runner.spec.windows.random_seeds)
+    }
 
 
 def geometry(directions: dict[str, Direction], n_layers: int) -> dict[str, list[float]]:

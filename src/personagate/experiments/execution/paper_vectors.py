@@ -28,6 +28,7 @@ from personagate.activations import mean_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.design.paper import PaperBlocks
+from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.generation import Decoding, generate
 from personagate.likelihood import mean_loglik, unsteered_logliks
@@ -63,22 +64,17 @@ class PaperVectors:
 
     def __init__(self, runner: StudyRunner) -> None:
         self.runner, self.chat, self.spec = runner, runner.chat, runner.spec
-        self.folder = runner.store.path / "vectors" / "r0"
+        self.cache = VectorCache(runner.store.path / "vectors", runner.spec, runner.chat)
         self.decoding = Decoding(max_new_tokens=self.spec.paper.response_tokens, batch_size=runner.batch)
 
     def _cached(self, key: str, make: Callable[[], Direction]) -> Direction:
-        path = self.folder / f"{key}.safetensors"
-        direction = Direction.load(path) if path.is_file() else make().renamed(key)
-        if not path.is_file():
-            direction.save(path)
-        direction.check_fits(self.chat.n_layers, self.chat.hidden_size, model_hash=self.chat.config_hash())
-        return direction
+        return self.cache.get("r0", key, lambda: make().renamed(key))
 
     def make(self, blocks: PaperBlocks) -> dict[str, Direction]:
         """Every per-layer vector (``paper-{kind}-{position}``, ``paper-refusal-layers``) and the shared
         vectors the arms use, scaled as theirs: the injection row's unit persona vector times the norm
         of the I-Thou vector there, the refusal row's unit refusal vector times the same norm."""
-        if not all((self.folder / f"paper-{k}-{p}.safetensors").is_file() for k in KINDS for p in POSITIONS):
+        if not all(self.cache.has("r0", f"paper-{k}-{p}") for k in KINDS for p in POSITIONS):
             self._persona_vectors()
         out = {f"paper-{k}-{p}": self._cached(f"paper-{k}-{p}", _missing) for k in KINDS for p in POSITIONS}
         out["paper-refusal-layers"] = self._cached("paper-refusal-layers", self._refusal)
@@ -128,8 +124,8 @@ class PaperVectors:
             user = means["positive"]["user_persona"][position] - means["negative"]["user_persona"][position]
             for kind, vectors in (("model_persona", model), ("user_persona", user), ("i_thou", model - user)):
                 meta = {"method": f"paper: {kind} at {position}", "kept_per_side": n}
-                Direction(vectors, name=f"paper-{kind}-{position}", meta=meta).save(
-                    self.folder / f"paper-{kind}-{position}.safetensors"
+                self.cache.put(
+                    "r0", f"paper-{kind}-{position}", Direction(vectors, name=f"paper-{kind}-{position}", meta=meta)
                 )
 
     def _replies(self, instructions: Sequence[str], questions: Sequence[str], pole: str) -> list:

@@ -9,13 +9,16 @@ is computed twice (a retry, a resumed run) gives the same rows, and the store ta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
+
 from personagate.directions import Direction
 from personagate.experiments.design import names as g
-from personagate.experiments.storage.records import Row
+from personagate.experiments.storage.records import NONFINITE_TEXT, Row
 from personagate.generation import Decoding, generate_grid, next_token_logits_grid
 from personagate.interventions import Program
 from personagate.likelihood import continuation_logliks, mean_loglik, unsteered_logliks
@@ -72,9 +75,12 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         rows = []
         for name, values in zip(names, logits, strict=True):
             scores = tokens.margin(values).tolist()
+            broken = (~torch.isfinite(values).all(-1) | (values.amax(-1) == values.amin(-1))).tolist()
             rows += [
-                Row(name, unit.prompt_set, i, refusal=int(s > 0), score=float(s))
-                for i, s in zip(prompt_ids, scores, strict=True)
+                Row(name, unit.prompt_set, i, text=NONFINITE_TEXT, refusal=0, label=g.INCOHERENT)
+                if bad or not math.isfinite(s)
+                else Row(name, unit.prompt_set, i, refusal=int(s > 0), score=float(s))
+                for i, s, bad in zip(prompt_ids, scores, broken, strict=True)
             ]
         return rows
     screen = unit.kind == "screen"
@@ -98,6 +104,9 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
     )
     rows = []
     for (name, row, reply), loglik in zip(replies, mean_loglik(likelihood), strict=True):
+        if not reply.finite:  # NaN or infinite activations: no reply to judge, never a compliance
+            rows.append(Row(name, unit.prompt_set, prompt_ids[row], text=NONFINITE_TEXT, refusal=0, label=g.INCOHERENT))
+            continue
         refused = is_refusal(reply.text)
         rows.append(
             Row(

@@ -28,6 +28,7 @@ from personagate.errors import PersonagateError
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.design.sweeps import injected_key
+from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import RefusalSelection, refusal_direction, refusal_direction_at
 from personagate.models.loading import ChatModel
@@ -53,19 +54,13 @@ class VectorMaker:
         self.spec, self.chat, self.store, self.splits, self.tokens = spec, chat, store, splits, tokens
         self.progress = progress
         self.batch = spec.generation.batch_size
+        self.cache = VectorCache(store.path / "vectors", spec, chat)
 
     def folder(self, resample: int) -> Path:
         return self.store.path / "vectors" / f"r{resample}"
 
     def _cached(self, resample: int, key: str, make: Callable[[], Direction]) -> Direction:
-        path = self.folder(resample) / f"{key}.safetensors"
-        if path.is_file():
-            direction = Direction.load(path)
-        else:
-            direction = make()
-            direction.save(path)
-        direction.check_fits(self.chat.n_layers, self.chat.hidden_size, model_hash=self.chat.config_hash())
-        return direction
+        return self.cache.get(f"r{resample}", key, make)
 
     def make(self, resample: int, injection: int) -> dict[str, Direction]:
         """All directions of ``resample`` made before any measurement; the injection layer fixes the
@@ -160,10 +155,10 @@ class VectorMaker:
                 given if not given.per_layer else Direction(given.at(int(given.meta.get("layer", 0))), name="refusal")
             )
             return given, selected
-        folder = self.folder(resample)
-        if (folder / "refusal.safetensors").is_file() and (folder / "refusal-selected.safetensors").is_file():
-            return Direction.load(folder / "refusal.safetensors"), Direction.load(
-                folder / "refusal-selected.safetensors"
+        folder = f"r{resample}"
+        if self.cache.has(folder, "refusal") and self.cache.has(folder, "refusal-selected"):
+            return self.cache.get(folder, "refusal", _unreachable), self.cache.get(
+                folder, "refusal-selected", _unreachable
             )
         harmful, harmless = self.splits.train(resample)
         if resample == self.spec.directions.resamples[0]:
@@ -203,9 +198,7 @@ class VectorMaker:
                 progress=self.progress,
             )
             selected = Direction(per_layer.at(int(chosen["layer"])).clone(), name="refusal", meta=dict(per_layer.meta))
-        selected.save(folder / "refusal-selected.safetensors")
-        per_layer.save(folder / "refusal.safetensors")
-        return per_layer, selected
+        return self.cache.put(folder, "refusal", per_layer), self.cache.put(folder, "refusal-selected", selected)
 
     def _persona(self, questions: list[str], compliant: list[str]) -> Direction:
         if self.spec.directions.persona:
@@ -241,3 +234,7 @@ def _norm_scaled(direction: Direction, norms: list[float]) -> Direction:
         raise PersonagateError(f"a dose on the residual norm needs a per-layer {direction.name} direction")
     scaled = direction.unit().scaled(torch.tensor(norms, dtype=torch.float32))
     return scaled.renamed(f"{direction.name}-norm", method=f"unit {direction.name} x mean residual norm")
+
+
+def _unreachable() -> Direction:
+    raise PersonagateError("a vector file vanished while the run was reading it; run the same command again")

@@ -15,6 +15,9 @@ from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL, MODES,
 from personagate.interventions.program import program_identity
 
 EMPTY_PROGRAM = program_identity({"ops": []})  # the identity of no intervention (the baseline's program)
+# The text of a row whose activations under its program were not finite (NaN or inf): no reply, labelled
+# incoherent, and the condition it belongs to cannot carry a verdict.
+NONFINITE_TEXT = "[no reply: the activations under this program were not finite]"
 _LEGACY_BASELINE = "no intervention"
 
 
