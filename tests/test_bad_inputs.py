@@ -54,6 +54,12 @@ natural = false
 main = "first_token"
 sweep = "first_token"
 batch_size = 4
+[[findings]]
+id = "persona_suppresses"
+claim = "Steering a compliant persona suppresses refusal"
+rule = "decrease"
+treated = "persona"
+reference = "baseline"
 """
 
 
@@ -249,6 +255,7 @@ CASES = [
     Case("spec empty refusal token", ["run", "{spec:token:[directions]\nrefusal_tokens = [\"\"]\n}", "--out", "{ws}/r1"], "must not be empty"),
     Case("spec nested too deep", ["run", "{ws}/deep.toml", "--out", "{ws}/r1"], "deep"),
     Case("judge over plain http", ["run", "{spec:http:[scoring]\njudge = \"openai\"\njudge_url = \"http://example.com/v1\"\njudge_model = \"m\"\n}", "--out", "{ws}/r1"], "plain http"),
+    Case("finding names an arm switched off", ["run", "{spec:nostyle:[[findings]]\ntreated = \"style\"\n}", "--out", "{ws}/r1"], "never lays out"),
     Case("CSV row longer than its header", ["score", "{ws}/long-row.csv", "--text-column", "completion", "--out", "{ws}/s.csv"], "more fields than the header"),
     # score
     Case("score overwrites a column", ["score", "{ws}/plain.csv", "--text-column", "completion", "--out", "{ws}/s.csv"], "already has a column"),

@@ -193,6 +193,6 @@ benign = 3
     assert {"paper-model_persona-prompt_end", "paper-i_thou-response_avg", "paper-refusal-layers"} <= vectors
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = {v["finding"]: v for v in csv.DictReader(f) if v["scope"] == "main"}
-    assert verdicts["persona_specific"]["reason"] == "not measured"  # no style personas in their design
+    assert "persona_specific" not in verdicts  # their design has no style personas to test it with
     page = (out / "report.html").read_text()
     assert page.count("<img") >= 3 and "The paper's refusal rule" in page

@@ -58,6 +58,12 @@ main = "generate"
 sweep = "first_token"
 max_new_tokens = 8
 batch_size = 4
+[[findings]]
+id = "persona_suppresses"
+claim = "Steering a compliant persona suppresses refusal"
+rule = "decrease"
+treated = "persona"
+reference = "baseline"
 """
 
 

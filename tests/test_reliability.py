@@ -104,6 +104,12 @@ natural = false
 main = "first_token"
 sweep = "first_token"
 batch_size = 4
+[[findings]]
+id = "persona_suppresses"
+claim = "Steering a compliant persona suppresses refusal"
+rule = "decrease"
+treated = "persona"
+reference = "baseline"
 """
     for name in ("a", "b"):
         (tmp_path / f"{name}.toml").write_text(body.replace("PERSONA", f"{name}.safetensors"))

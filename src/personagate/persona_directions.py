@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from personagate import checks
 from personagate.activations import mean_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
@@ -45,13 +46,16 @@ class PersonaSet:
     def load(cls, path: str | Path) -> PersonaSet:
         """A JSON file with ``compliant`` and ``questions`` lists (and optionally ``contrast``)."""
         path = Path(path)
-        if not path.is_file():
-            raise PersonagateError(f"no such persona file: {path}")
+        text = checks.read_text(path, "persona")
+        needs = "a persona file needs 'compliant' and 'questions' lists of texts"
         try:
-            data = json.loads(path.read_text())
-            return cls(list(data["compliant"]), list(data.get("contrast", [])), list(data["questions"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PersonagateError(f"{path}: a persona file needs 'compliant' and 'questions' lists ({exc})") from None
+            data = checks.nesting(json.loads(text), str(path))
+            lists = [data["compliant"], data.get("contrast", []), data["questions"]]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise PersonagateError(f"{path}: {needs} ({type(exc).__name__})") from None
+        if not all(isinstance(x, list) and all(isinstance(s, str) for s in x) for x in lists):
+            raise PersonagateError(f"{path}: {needs}")
+        return cls(*lists)
 
 
 def _persona_mean(

@@ -15,6 +15,7 @@ import torch
 from personagate._version import __version__
 from personagate.experiments.analysis.exports import write_exports
 from personagate.experiments.analysis.results import Results
+from personagate.experiments.design.arms import check_findings_laid_out, laid_out_roles
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, split_prompts
@@ -36,6 +37,7 @@ def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]
         spec.check_layers(n_layers)
         if spec.protocol != "paper":
             Layout.of(spec, n_layers)  # windows and the injection layer agree
+        check_findings_laid_out(spec, laid_out_roles(spec, n_layers, model_id))
     return model_id, n_layers or 0, splits
 
 

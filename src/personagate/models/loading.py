@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from personagate import checks
 from personagate.errors import PersonagateError
 from personagate.models.adapters import ArchitectureAdapter, adapter_for, architecture_of
 from personagate.models.bundled import BUNDLED, load_cached
@@ -218,8 +219,9 @@ def check_model_source(spec: str) -> None:
         return
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
-        if not path.is_file():
+        if not path.exists():
             raise PersonagateError(f"no such GGUF file: {spec}")
+        checks.input_file(path, "GGUF")  # a FIFO would block the read below for ever
         with open(path, "rb") as f:
             if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
                 raise PersonagateError(f"{spec} is not a GGUF file (it does not start with 'GGUF')")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from personagate import checks
 from personagate.activations import mean_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
@@ -47,13 +48,11 @@ def persona_data(source: str, base: Path) -> dict[str, list[str]]:
         text = resources.files("personagate").joinpath("data/paper_persona.json").read_text()
     else:
         path = Path(source) if Path(source).is_absolute() else base / source
-        if not path.is_file():
-            raise PersonagateError(f"paper.persona_data: no such file {source!r}")
-        text = path.read_text()
+        text = checks.read_text(path, "paper persona data")
     try:
-        data = json.loads(text)
+        data = checks.nesting(json.loads(text), "paper.persona_data")
         return {key: [str(x) for x in data[key]] for key in ("positive", "negative", "questions")}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise PersonagateError(
             f"paper.persona_data: needs 'positive', 'negative' and 'questions' lists ({exc})"
         ) from None

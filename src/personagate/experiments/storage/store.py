@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from personagate import checks
 from personagate.errors import PersonagateError
 from personagate.experiments.storage.records import Row, StoredCondition
 from personagate.outputs import check_run_dir, write_atomically
@@ -209,8 +210,9 @@ class RunStore:
 def _check_database_file(database: Path, folder: Path, create: bool) -> None:
     """Refuse a run.sqlite that cannot be ours before SQLite touches it (SQLite would happily start
     a new database over a zero-byte file, and an export would then overwrite good results)."""
-    if not database.exists():
+    if not database.exists() and not database.is_symlink():
         return
+    checks.input_file(database, "run store")  # a FIFO or a device in its place would block or mislead SQLite
     with open(database, "rb") as f:
         head = f.read(len(_SQLITE_HEADER))
     if not head:
