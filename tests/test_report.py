@@ -77,3 +77,29 @@ def test_report_in_headless_chromium_shows_script_as_text(tmp_path):
     assert "PWNED" not in dom.split("</title>")[0]
     assert "data-pwned" not in dom.split("<body")[1].split(">")[0]
     assert "&lt;script&gt;document.title='PWNED'" in dom  # shown as text inside the page
+
+
+def test_the_exports_as_parquet_load_with_polars_and_datasets(tmp_path, capsys):
+    """`personagate export RUN_DIR --format parquet`: a fixed schema, read back by polars and `datasets`."""
+    from personagate.cli import main
+    from personagate.experiments.analysis.parquet import SCHEMAS
+
+    from laid_out import LaidOut, pattern
+
+    with (
+        LaidOut().add("baseline", Role.BASELINE, pattern(60)).add("persona", Role.PERSONA, pattern(20)).store(tmp_path)
+    ):
+        pass
+    run = tmp_path / "run"
+    assert main(["export", str(run), "--format", "parquet"]) == 0
+    assert "summary.parquet" in capsys.readouterr().out
+    polars = pytest.importorskip("polars")
+    summary = polars.read_parquet(run / "summary.parquet")
+    assert summary.columns == SCHEMAS["summary"].names and summary.height == 2
+    assert summary.filter(polars.col("condition") == "persona")["refusal_rate"][0] == pytest.approx(0.2)
+    verdicts = polars.read_parquet(run / "verdicts.parquet")
+    assert "persona_suppresses" in verdicts["finding"].to_list()
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset("parquet", data_files=str(run / "completions.parquet"), split="train")
+    assert len(loaded) == 200 and {"text", "label", "paper_regex"} <= set(loaded.column_names)
+    assert main(["export", str(run), "--format", "csv"]) == 0 and (run / "summary.csv").is_file()

@@ -48,6 +48,10 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
     rep.add_argument("--plots", type=common.out_path, default=None, help="also write the plots as PNG files here")
     rep.set_defaults(run=report)
+    export = sub.add_parser("export", help="write a run's tables again, as CSV/JSONL or Parquet")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    export.set_defaults(run=export_run)
     compare = sub.add_parser("compare", help="two runs' verdicts side by side (e.g. protocol paper and v3)")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
@@ -106,6 +110,15 @@ def report(args: argparse.Namespace) -> int:
     if args.plots:
         for path in save_plots(results, args.plots):
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def export_run(args: argparse.Namespace) -> int:
+    from personagate.experiments.analysis.exports import write_exports
+    from personagate.report import load_results
+
+    for path in write_exports(load_results(args.run_dir), (args.format,)):
+        print(f"wrote {path}")
     return 0
 
 

@@ -106,6 +106,14 @@ def render(results: Results, samples: int = 3) -> str:
                 f"<figcaption class='muted'>{esc(caption)}</figcaption></figure>"
             )
         parts.append("</div>")
+    if results.judge_verdicts:
+        judged = [v for v in results.judge_verdicts if v.scope == "main"]
+        parts.append(
+            "<h2>Verdicts under the judge's labels</h2><p class='muted'>The same rules, every judged reply labelled "
+            f"by the judge ({esc(results.spec.scoring.judge)}) instead of the phrase detector; incoherent replies "
+            "stay incoherent. Where the two tables differ, the detector and the judge disagree on enough replies to "
+            "move a verdict.</p>" + _verdict_table(judged)
+        )
     parts.append(_agreements(results))
     parts.append("<h2>Sample replies</h2>" + _samples(results, samples))
     every = tuple(c for c in SUMMARY_COLUMNS if c != "description")

@@ -34,7 +34,12 @@ JUDGE_PROMPT = (
 
 
 class Judge(Protocol):
-    def judge(self, prompts: Sequence[str], replies: Sequence[str]) -> list[int]: ...
+    """Refusal flags for (prompt, reply) pairs: 1 refused, 0 complied, None when it cannot tell."""
+
+    @property
+    def identity(self) -> str: ...
+
+    def judge(self, prompts: Sequence[str], replies: Sequence[str]) -> list[int | None]: ...
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -95,6 +100,10 @@ class OpenAICompatibleJudge:
     @property
     def where(self) -> str:
         return _origin(self.base_url)
+
+    @property
+    def identity(self) -> str:
+        return f"openai:{self.where}:{self.model}"
 
     def _masked(self, text: str) -> str:
         """The one choke point: every string from the server or about the request passes here first."""
@@ -182,6 +191,10 @@ class ClassifierJudge:
     refusal_labels: tuple[str, ...] = ("refusal", "REFUSAL", "LABEL_1")
     batch_size: int = 16
 
+    @property
+    def identity(self) -> str:
+        return f"classifier:{self.model_path}"
+
     def __post_init__(self) -> None:
         from transformers import pipeline
 
@@ -195,12 +208,16 @@ class ClassifierJudge:
         return [int(o["label"] in self.refusal_labels) for o in outputs]
 
 
-def make_judge(kind: str, url: str, model: str, key_env: str) -> Judge | None:
+def make_judge(kind: str, url: str, model: str, key_env: str, judge_kind: str = "", device: str = "") -> Judge | None:
     """The judge a spec's ``[scoring]`` section names, or None for the phrase rules alone."""
     if kind == "":
         return None
+    if kind.startswith("hf:"):
+        from personagate.scoring.local_judges import make_local_judge
+
+        return make_local_judge(kind, judge_kind, device or "auto")
     if kind == "openai":
         return OpenAICompatibleJudge(url, model, api_key_env=key_env)
     if kind == "classifier":
         return ClassifierJudge(model)
-    raise PersonagateError(f"unknown judge {kind!r}; use '', 'openai' or 'classifier'")
+    raise PersonagateError(f"unknown judge {kind!r}; use '', 'openai', 'classifier' or 'hf:ID_OR_PATH'")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, REFUSE, SAFE
 from personagate.experiments.storage.records import EMPTY_PROGRAM, NONFINITE_TEXT, Row, StoredCondition
@@ -114,6 +114,20 @@ class Measurements:
         outcomes = {name: {r.prompt_id: refused(r) for r in rows} for name, rows in tested.items()}
         labels = {name: {r.prompt_id: outcome(r) for r in rows} for name, rows in tested.items()}
         return cls(tuple(conditions), by_set, rates, outcomes, labels, _guard(conditions, by_set))
+
+    def under_judge(self) -> Measurements | None:
+        """The same measurements with each judged reply labelled by the judge instead of the phrase
+        detector (an incoherent reply stays incoherent); None when no reply was judged."""
+        rows = self.all_rows()
+        if not any(r.judge is not None for r in rows):
+            return None
+        relabelled = [
+            replace(r, label=REFUSE if r.judge == 1 else COMPLY, refusal=int(r.judge == 1))
+            if r.judge is not None and r.label != INCOHERENT
+            else r
+            for r in rows
+        ]
+        return Measurements.from_rows(self.conditions, relabelled)
 
     def replies(self, condition: StoredCondition) -> tuple[Row, ...]:
         """The condition's rows on the prompt set it is measured on."""

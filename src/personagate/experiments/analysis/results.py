@@ -78,6 +78,7 @@ class Results:
     summary: tuple[ConditionSummary, ...]
     verdicts: tuple[Verdict, ...]
     readout: Mapping[str, list[list[float]]]  # per condition: [layer][prompt] projections
+    judge_verdicts: tuple[Verdict, ...] = ()  # the same rules with the judge's labels, when a judge ran
 
     @classmethod
     def of(cls, store: RunStore) -> Results:
@@ -86,6 +87,10 @@ class Results:
         spec = StudySpec.from_manifest(manifest.get("spec", {}), str(manifest.get("spec_source", "")))
         facts = RunFacts.of(store)
         measurements = Measurements.of(store)
+        judged = measurements.under_judge()
+        judge_verdicts = (
+            compute_verdicts(judged, spec, facts.layout, facts.resample_seeds) if judged is not None else ()
+        )
         return cls(
             path=store.path,
             info=RunInfo.of(manifest),
@@ -95,6 +100,7 @@ class Results:
             summary=summarise(measurements, spec, facts.layout),
             verdicts=compute_verdicts(measurements, spec, facts.layout, facts.resample_seeds),
             readout=store.readout(),
+            judge_verdicts=judge_verdicts,
         )
 
     # --- views the report and the plots share ----------------------------------------------------

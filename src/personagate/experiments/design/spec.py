@@ -161,6 +161,17 @@ class StudySpec:
                 check_endpoint_url(self.scoring.judge_url)
             except PersonagateError as exc:
                 raise PersonagateError(f"scoring.judge_url: {exc}") from None
+        judge = self.scoring.judge
+        if judge not in ("", "openai", "classifier") and not (judge.startswith("hf:") and judge[3:].strip()):
+            raise PersonagateError(f"scoring.judge = {judge!r}; use '', 'openai', 'classifier' or 'hf:ID_OR_PATH'")
+        if judge.startswith("hf:"):
+            from personagate.models.loading import check_model_source
+
+            try:
+                check_model_source(judge[3:])
+                check_device(self.scoring.judge_device or "auto")
+            except PersonagateError as exc:
+                raise PersonagateError(f"scoring.judge: {exc}") from None
         if self.scoring.judge == "classifier" and not self.scoring.judge_model:
             raise PersonagateError("scoring.judge = 'classifier' needs scoring.judge_model (a local model folder)")
         for key in ("harmful", "harmless", "safe", "neutral"):

@@ -115,7 +115,9 @@ class GenerationSection:
 
 @dataclass(frozen=True)
 class ScoringSection:
-    judge: Literal["", "openai", "classifier"]
+    judge: str  # "", "openai", "classifier", or "hf:ID_OR_PATH" (a local judge of judge_kind)
+    judge_kind: Literal["rubric", "strongreject", "guard"]
+    judge_device: str
     judge_url: str
     judge_model: str
     judge_key_env: str

@@ -10,6 +10,7 @@ one transaction, and re-running resumes: nothing done is lost and nothing is don
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 from tqdm.auto import tqdm
@@ -65,7 +66,14 @@ class StudyRunner:
         self.refusal_tokens: RefusalTokens | None = None
         self.rule = CoherenceRule(spec.scoring.min_loglik, spec.scoring.max_repetition, spec.scoring.max_nonlanguage)
         scoring = spec.scoring
-        self.judge = make_judge(scoring.judge, scoring.judge_url, scoring.judge_model, scoring.judge_key_env)
+        self.judge = make_judge(
+            scoring.judge,
+            scoring.judge_url,
+            scoring.judge_model,
+            scoring.judge_key_env,
+            scoring.judge_kind,
+            scoring.judge_device,
+        )
         self._ids: dict[tuple[str, str], list[list[int]]] = {}
         self._neutral: list[tuple[list[int], list[int]]] | None = None
 
@@ -152,11 +160,24 @@ class StudyRunner:
             rows = [r for r in rows if (r.condition, r.prompt_id) not in done]
             if self.judge is not None and unit.kind == "generate":
                 texts = self.texts(unit.prompt_set)
-                flags = self.judge.judge([texts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
+                flags = self.judged([texts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
                 rows = [dataclasses.replace(r, judge=f) for r, f in zip(rows, flags, strict=True)]
             self.store.write_rows(rows)
             bar.update()
         bar.close()
+
+    def judged(self, prompts: Sequence[str], replies: Sequence[str]) -> list[int | None]:
+        """The judge's flags, each asked once per (judge, prompt and reply): cached in the run store."""
+        assert self.judge is not None
+        keys = [hashlib.sha256(f"{p}\x00{r}".encode()).hexdigest() for p, r in zip(prompts, replies, strict=True)]
+        known = self.store.judgements(self.judge.identity, keys)
+        todo = [i for i, key in enumerate(keys) if key not in known]
+        if todo:
+            flags = self.judge.judge([prompts[i] for i in todo], [replies[i] for i in todo])
+            new = {keys[i]: flag for i, flag in zip(todo, flags, strict=True)}
+            self.store.remember(self.judge.identity, new)
+            known.update(new)
+        return [known[key] for key in keys]
 
     def unit_settings(self) -> UnitSettings:
         assert self.refusal_tokens is not None

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE TABLE IF NOT EXISTS readout (condition TEXT NOT NULL, layer INTEGER NOT NULL, prompt_id INTEGER NOT NULL,
     value REAL NOT NULL, PRIMARY KEY (condition, layer, prompt_id));
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS judgements (judge TEXT NOT NULL, reply TEXT NOT NULL, refusal INTEGER,
+    PRIMARY KEY (judge, reply));
 """
 
 
@@ -181,6 +183,25 @@ class RunStore:
         if prompt_set is not None:
             query, args = query + " AND prompt_set = ?", [*args, prompt_set]
         return [Row(*r) for r in self.db.execute(query + " ORDER BY condition, prompt_set, prompt_id", args)]
+
+    def judgements(self, judge: str, replies: Sequence[str]) -> dict[str, int | None]:
+        """What ``judge`` already said of these replies (keyed by the reply's hash): a resumed or
+        re-reported run never asks a judge twice."""
+        if not replies:
+            return {}
+        out: dict[str, int | None] = {}
+        for start in range(0, len(replies), 500):
+            chunk = list(replies[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT reply, refusal FROM judgements WHERE judge = ? AND reply IN ({marks})"
+            out.update(dict(self.db.execute(query, [judge, *chunk])))
+        return out
+
+    def remember(self, judge: str, verdicts: dict[str, int | None]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?)", [(judge, k, v) for k, v in verdicts.items()]
+            )
 
     def write_readout(self, condition: str, values: Sequence[Sequence[float]]) -> None:
         """Per prompt, the projection at every layer (``values[prompt][layer]``), in one transaction."""
