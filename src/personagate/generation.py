@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from personagate.conversations import TurnSpans
 from personagate.errors import PersonagateError
 from personagate.interventions import Program, Steering, steer
 from personagate.models.forward import run_model
@@ -92,6 +93,17 @@ def check_context(chat: ChatModel, token_lists: Sequence[Sequence[int]], new_tok
         )
 
 
+def check_spans(token_lists: Sequence[Sequence[int]], spans: Sequence[TurnSpans] | None) -> None:
+    """One span record per prompt, each ending where its prompt ends."""
+    if spans is None:
+        return
+    if len(spans) != len(token_lists):
+        raise PersonagateError(f"{len(spans)} turn spans for {len(token_lists)} prompts; give one per prompt")
+    for index, (tokens, span) in enumerate(zip(token_lists, spans, strict=True)):
+        if span.ends[-1] != len(tokens):
+            raise PersonagateError(f"the turn spans of prompt {index} end at {span.ends[-1]}, not at {len(tokens)}")
+
+
 def _settled(text: str) -> str:
     """The text up to its last word boundary: a partly generated word can still change a decision."""
     cut = max(text.rfind(" "), text.rfind("\n"))
@@ -107,14 +119,20 @@ def generate(
     progress: bool = True,
     desc: str = "generating",
     force: bool = False,
+    spans: Sequence[TurnSpans] | None = None,
 ) -> list[Completion]:
-    """Greedy completions for each prompt's token ids, in input order (see ``Decoding``)."""
+    """Greedy completions for each prompt's token ids, in input order (see ``Decoding``). ``spans``:
+    where the turns of conversation prompts lie (``ChatFormatter.encode_conversation``), for ops
+    scoped to the probe or the assistant turns."""
     check_context(chat, token_lists, decoding.max_new_tokens)
+    check_spans(token_lists, spans)
     results: list[Completion | None] = [None] * len(token_lists)
     bar = tqdm(total=len(token_lists), desc=desc, disable=not progress, unit="prompt")
     with steer(chat, program or Program(), force=force) as steering:
         for indices in length_sorted_batches(token_lists, decoding.batch_size):
-            completions = _generate_batch(chat, [token_lists[i] for i in indices], decoding, steering)
+            batch_spans = [spans[i] for i in indices] if spans is not None else None
+            batch = [token_lists[i] for i in indices]
+            completions = _generate_batch(chat, batch, decoding, steering, spans=batch_spans)
             for row, completion in enumerate(completions):
                 completion.index = indices[row]
                 results[indices[row]] = completion
@@ -131,12 +149,16 @@ def _generate_batch(
     steering: Steering,
     row_programs: Sequence[int] | None = None,
     share_layers: bool = True,
+    share_prefix: bool = True,
+    spans: Sequence[TurnSpans] | None = None,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     max_new_tokens, stop_strings, stop_when = decoding.max_new_tokens, decoding.stop_strings, decoding.stop_when
     first_token = decoding.first_token
     eos = eos_token_ids(chat) if decoding.stop_at_eos else set()
-    prefilled = prefill(chat, token_lists, steering, row_programs, share_layers=share_layers)
+    prefilled = prefill(
+        chat, token_lists, steering, row_programs, share_layers=share_layers, share_prefix=share_prefix, spans=spans
+    )
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     first_scores = first_token(logits.float()).tolist() if first_token is not None else [None] * len(token_lists)
     generated: list[list[int]] = [[] for _ in token_lists]
@@ -252,15 +274,19 @@ def generate_grid(
     desc: str = "grid",
     force: bool = False,
     share_layers: bool = True,
+    share_prefix: bool = True,
+    spans: Sequence[TurnSpans] | None = None,
 ) -> dict[str, list[Completion]]:
     """Greedy completions of every prompt under every program, the conditions side by side in one batch.
 
     Same results as one ``generate`` call per program (each row runs only its own program); faster
     where decoding is bound by reading the weights, as on a CPU. Blocks before the layer where two
     programs first differ are prefilled once for both (``share_layers=False``: every row runs every
-    block, for comparison).
+    block, for comparison; ``share_prefix=False``: no row reuses the shared prompt prefix's keys and
+    values). ``spans`` as for ``generate``.
     """
     check_context(chat, token_lists, decoding.max_new_tokens)
+    check_spans(token_lists, spans)
     names = list(programs)
     plans = [programs[name] or Program() for name in names]
     rows = [(k, i) for i in range(len(token_lists)) for k in range(len(names))]  # a prompt's rows side by side
@@ -271,7 +297,17 @@ def generate_grid(
         for indices in length_sorted_batches(row_tokens, decoding.batch_size):
             batch_programs = [rows[r][0] for r in indices]
             batch = [row_tokens[r] for r in indices]
-            completions = _generate_batch(chat, batch, decoding, steering, batch_programs, share_layers=share_layers)
+            batch_spans = [spans[rows[r][1]] for r in indices] if spans is not None else None
+            completions = _generate_batch(
+                chat,
+                batch,
+                decoding,
+                steering,
+                batch_programs,
+                share_layers=share_layers,
+                share_prefix=share_prefix,
+                spans=batch_spans,
+            )
             for r, completion in zip(indices, completions, strict=True):
                 program, prompt = rows[r]
                 completion.index = prompt

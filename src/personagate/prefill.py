@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from personagate.conversations import TurnSpans
 from personagate.interventions import Steering
+from personagate.interventions.edits import CONVERSATION_SCOPES
 from personagate.models.forward import new_cache, run_model
 from personagate.models.loading import ChatModel
 from personagate.prompts import left_pad
@@ -96,6 +98,18 @@ def layer_segments(
     return segments
 
 
+def turn_masks(spans: Sequence[TurnSpans], shared: int, pads: Sequence[int], width: int) -> dict[str, torch.Tensor]:
+    """Per row, the prompt positions each conversation scope covers, in cache coordinates: a token at
+    index ``j`` of its prompt sits at ``j`` inside the shared prefix and at ``j + pad`` after it."""
+    masks = {scope: torch.zeros((len(spans), shared + width), dtype=torch.bool) for scope in CONVERSATION_SCOPES}
+    for row, (span, pad) in enumerate(zip(spans, pads, strict=True)):
+        for scope, mask in masks.items():
+            for start, stop in span.ranges(scope):
+                mask[row, start : min(stop, shared)] = True
+                mask[row, max(start, shared) + pad : stop + pad] = True
+    return masks
+
+
 def layer_sharing_applies(chat: ChatModel, cache: Any) -> bool:
     """Slices of blocks can run through the model's forward only when every layer is alike: one
     attention type (the forward indexes layer types by position in the slice) and a plain growing
@@ -113,23 +127,28 @@ def prefill(
     row_programs: Sequence[int] | None = None,
     *,
     share_layers: bool = True,
+    share_prefix: bool = True,
+    spans: Sequence[TurnSpans] | None = None,
 ) -> Prefilled:
     """Run the prompts into a fresh KV cache, computing shared work once (see the module docstring).
 
     ``row_programs[i]`` is the program of row ``i`` when ``steering`` runs several; the handle is
-    told the padded prompt length, so token scopes stay exact.
+    told the padded prompt length, so token scopes stay exact. ``spans`` places the turns of
+    conversation prompts, for ops scoped to the probe or the assistant turns. ``share_prefix=False``
+    runs every row's whole prompt (for comparison).
     """
     model = chat.model
-    shared = shared_prefix_length(token_lists)
+    shared = shared_prefix_length(token_lists) if share_prefix else 0
     rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
     steering.set_prompt_length(shared + rest.input_ids.shape[1])
+    steering.set_turns(turn_masks(spans, shared, rest.pad_lengths, rest.input_ids.shape[1]) if spans else None)
     rows = len(token_lists)
     programs = list(row_programs) if row_programs is not None else [0] * rows
     groups = sorted(set(programs))
     header = new_cache(model)
     if shared:
         prefix = torch.tensor([list(token_lists[0][:shared])] * len(groups), device=chat.device)
-        steering.set_rows(groups, chat.device)
+        steering.set_rows(groups, chat.device, turn_rows=[programs.index(p) for p in groups])
         run_model(
             model,
             input_ids=prefix,
@@ -192,7 +211,7 @@ def _prefill_by_segments(
                 keys = header.layers[0].keys
                 stand_in = keys.new_zeros(()).expand(len(segment.reps), *keys.shape[1:])
                 cache.layers[layer].update(stand_in, stand_in)
-        steering.set_rows([programs[r] for r in segment.reps], device)
+        steering.set_rows([programs[r] for r in segment.reps], device, turn_rows=segment.reps)
         embeds = None
         if previous is not None:
             assert hidden is not None

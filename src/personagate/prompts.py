@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from personagate import checks
+from personagate.conversations import Conversation, EncodedConversation, TurnSpans
 from personagate.errors import PersonagateError
 
 
@@ -50,6 +51,7 @@ class ChatFormatter:
                 "this tokenizer has no chat template; personagate studies chat models, load an instruct model"
             )
         self._supports_system = self._template_accepts_system()
+        self._preambles: dict[str | None, int] = {}
         self._post_instruction = self._derive_post_instruction_length()
 
     def messages(self, instruction: str) -> list[dict[str, str]]:
@@ -61,15 +63,71 @@ class ChatFormatter:
         content = f"{text}\n\n{instruction}" if text else instruction
         return [{"role": "user", "content": content}]
 
-    def render(self, instruction: str) -> str:
-        """The prompt text, ending where the assistant's reply begins."""
-        return self.tokenizer.apply_chat_template(
-            self.messages(instruction), tokenize=False, add_generation_prompt=True
-        )
+    def conversation_messages(self, conversation: Conversation) -> list[dict[str, str]]:
+        """The template's messages for a conversation: its own system prompt if it has one, else this
+        formatter's; for a one-turn conversation, exactly ``messages(instruction)``."""
+        system = conversation.system if conversation.system is not None else self.system
+        turns = [{"role": m.role, "content": m.content} for m in conversation.turns]
+        if isinstance(system, _ModelDefault):
+            return turns
+        text = system or ""
+        if self._supports_system:
+            return [{"role": "system", "content": text}, *turns]
+        if text:
+            turns[0] = {"role": "user", "content": f"{text}\n\n{turns[0]['content']}"}
+        return turns
 
-    def encode(self, instruction: str) -> list[int]:
+    def render(self, prompt: str | Conversation) -> str:
+        """The prompt text, ending where the assistant's reply begins."""
+        messages = self.conversation_messages(prompt) if isinstance(prompt, Conversation) else self.messages(prompt)
+        return self._render(messages, True)
+
+    def encode(self, prompt: str | Conversation) -> list[int]:
         """Token ids of the rendered prompt; the template itself carries BOS, so none is added."""
-        return list(self.tokenizer(self.render(instruction), add_special_tokens=False)["input_ids"])
+        return self._ids(self.render(prompt))
+
+    def encode_conversation(self, conversation: Conversation) -> EncodedConversation:
+        """Token ids and where each turn lies in them.
+
+        Each turn's end is the length of the conversation rendered up to that turn, which must be a
+        token prefix of the whole: a template that renders earlier turns differently once later
+        turns follow (some strip reasoning from past replies) has no per-turn positions, and says so.
+        """
+        messages = self.conversation_messages(conversation)
+        ids = self.encode(conversation)
+        offset = len(messages) - len(conversation.turns)  # a system message ahead of the turns
+        ends = []
+        for turn in range(len(conversation.turns) - 1):
+            head = self._ids(self._render(messages[: offset + turn + 1], False))
+            if ids[: len(head)] != head:
+                raise PersonagateError(
+                    "this chat template renders a conversation's earlier turns differently once later turns "
+                    "follow; per-turn positions are undefined for it"
+                )
+            ends.append(len(head))
+        ends.append(len(ids))
+        starts = [min(self._preamble_length(conversation), ends[0] - 1), *ends[:-1]]
+        roles = tuple(m.role for m in conversation.turns)
+        return EncodedConversation(ids, TurnSpans(roles, tuple(starts), tuple(ends)))
+
+    def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _preamble_length(self, conversation: Conversation) -> int:
+        """Tokens before the first user message's text: those two first messages that differ share."""
+        if conversation.system in self._preambles:
+            return self._preambles[conversation.system]
+        a, b = (
+            self.encode(Conversation.single(first, conversation.system)) for first in (_PROBES[0], "Z" + _PROBES[0])
+        )
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        self._preambles[conversation.system] = n
+        return n
 
     @property
     def post_instruction_length(self) -> int:

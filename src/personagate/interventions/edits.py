@@ -15,8 +15,11 @@ from typing import Literal
 
 import torch
 
-Scope = Literal["all", "prompt", "generated", "last"]
-SCOPES: tuple[Scope, ...] = ("all", "prompt", "generated", "last")  # last: the last prompt position only
+Scope = Literal["all", "prompt", "generated", "last", "probe", "assistant"]
+# last: the last prompt position only; probe: a conversation's last user turn, assistant: its assistant
+# turns (both with every generated token, the reply being an assistant turn after the probe)
+SCOPES: tuple[Scope, ...] = ("all", "prompt", "generated", "last", "probe", "assistant")
+CONVERSATION_SCOPES: tuple[Scope, ...] = ("probe", "assistant")
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out"]
 Site = tuple[SiteKind, int]
 EditKind = Literal["add", "clamp"]

@@ -85,4 +85,6 @@ def scope_text(scope: str) -> str:
         "prompt": ", prompt tokens only",
         "generated": ", generated tokens only",
         "last": ", last prompt token only",
+        "probe": ", the conversation's probe turn and the reply only",
+        "assistant": ", the conversation's assistant turns and the reply only",
     }[scope]

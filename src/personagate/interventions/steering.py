@@ -20,7 +20,7 @@ from torch.utils.hooks import RemovableHandle
 
 from personagate.errors import PersonagateError
 from personagate.interventions.compile import Plan, compile_program, divergence_matrix
-from personagate.interventions.edits import Site, SiteEdit
+from personagate.interventions.edits import CONVERSATION_SCOPES, Site, SiteEdit
 from personagate.interventions.hooks import register_site, site_module
 from personagate.interventions.ops import Op
 from personagate.interventions.program import Program
@@ -45,18 +45,31 @@ class Steering:
         self._inferred: int | None = None
         self._offset = 0
         self._rows: torch.Tensor | None = None
+        self._turns: dict[str, torch.Tensor] | None = None  # conversation scope -> bool [rows, prompt positions]
+        self._turn_rows: torch.Tensor | None = None  # the batch's rows among the turn masks' (None: the same)
 
     # --- rows -------------------------------------------------------------------------------------
 
-    def set_rows(self, program_ids: Sequence[int] | torch.Tensor, device: torch.device) -> None:
-        """The program index of every row of the batch about to run (ignored with one program)."""
+    def set_rows(
+        self, program_ids: Sequence[int] | torch.Tensor, device: torch.device, turn_rows: Sequence[int] | None = None
+    ) -> None:
+        """The program index of every row of the batch about to run (ignored with one program), and
+        which rows of the turn masks they are (a prefill runs a shared header once, or one row per class)."""
         if self.n_programs > 1:
             self._rows = torch.as_tensor(program_ids, dtype=torch.long, device=device)
+        if self._turns is not None:
+            self._turn_rows = None if turn_rows is None else torch.as_tensor(turn_rows, dtype=torch.long, device=device)
+
+    def set_turns(self, masks: dict[str, torch.Tensor] | None) -> None:
+        """Per row, the prompt positions (in cache coordinates) of each conversation scope; None: no conversation."""
+        self._turns, self._turn_rows = masks, None
 
     def keep(self, index: torch.Tensor) -> None:
         """Finished rows left the batch: keep the rows at ``index``."""
         if self._rows is not None:
             self._rows = self._rows[index]
+        if self._turns is not None:
+            self._turn_rows = index if self._turn_rows is None else self._turn_rows[index]
 
     def row_mask(self, program: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor | None:
         """``[B, 1, 1]``: 1 for rows running ``program``; None when every row runs it."""
@@ -89,13 +102,28 @@ class Steering:
         return self._positions(length, device) < self._prompt()
 
     def scope_mask(self, scope: str, length: int, device: torch.device) -> torch.Tensor:
-        """Bool ``[length]``: the positions of this forward pass that ``scope`` covers."""
+        """Bool ``[length]`` (``[B, length]`` for a conversation scope): the positions of this forward
+        pass that ``scope`` covers."""
         positions = self._positions(length, device)
+        if scope in CONVERSATION_SCOPES:
+            return self._turn_mask(scope, positions)
         if scope == "prompt":
             return positions < self._prompt()
         if scope == "generated":
             return positions >= self._prompt()
         return positions == self._prompt() - 1  # "last": where the first reply token is predicted
+
+    def _turn_mask(self, scope: str, positions: torch.Tensor) -> torch.Tensor:
+        if self._turns is None:
+            raise PersonagateError(
+                f"scope {scope!r} covers turns of a conversation; these prompts were not given as conversations"
+            )
+        masks = self._turns[scope].to(positions.device)
+        if self._turn_rows is not None:
+            masks = masks[self._turn_rows.to(positions.device)]
+        width = masks.shape[1]
+        inside = masks[:, positions.clamp(max=width - 1)]
+        return torch.where(positions < width, inside, torch.ones_like(inside))  # generated tokens: always
 
     def _prompt(self) -> int:
         prompt = self.prompt_length if self.prompt_length is not None else self._inferred
