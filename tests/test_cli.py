@@ -211,3 +211,66 @@ def test_directions_import_and_export_round_trip(vectors, tmp_path, capsys):
         ["directions", "import", pt, "--format", "llamacpp", "--out", tmp_path / "x.safetensors"], capsys
     )
     assert code == 2 and "--n-layers" in err
+
+
+def _conversation_file(tmp_path, rows):
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    return path
+
+
+HISTORY = [
+    {"role": "user", "content": "Be a pirate."},
+    {"role": "assistant", "content": "Arr."},
+]
+
+
+def test_generate_conversations_with_a_probe_scoped_op_and_a_turn_readout(model_dir, vectors, tmp_path, capsys):
+    path = _conversation_file(
+        tmp_path,
+        [[*HISTORY, {"role": "user", "content": "Hi"}], [*HISTORY, {"role": "user", "content": "Name a bird"}]],
+    )
+    out = tmp_path / "out.jsonl"
+    base = ["generate", "--model", model_dir, "--conversation", path, "--max-new-tokens", 4, "--quiet"]
+    code, _, err = run(
+        [
+            *base,
+            "--add",
+            f"{vectors}/persona.safetensors,2.0,1,probe",
+            "--readout",
+            f"{vectors}/persona.safetensors",
+            "--out",
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["Hi", "Name a bird"] and all(r["turns"] == 3 for r in rows)
+    assert all(len(r["readout"]["persona"]) == 3 for r in rows)
+    assert rows[0]["readout"]["persona"][:2] == rows[1]["readout"]["persona"][:2]  # the same history, the same drift
+    assert "probe turn" in err
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[{"role": "assistant", "content": "x"}]], "expected the user"),
+        ([[{"role": "user", "content": ""}]], "empty"),
+        ([[{"role": "user", "content": "x", "weight": 1}]], "unknown field"),
+        ([HISTORY], "ends with the user"),
+        ([[{"role": "user", "content": "word " * 400}]], "exceeds the model's context of 1,024"),
+    ],
+)
+def test_bad_conversations_exit_2_before_the_model_loads(model_dir, tmp_path, capsys, monkeypatch, rows, message):
+    import personagate.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(personagate.models, "load_model", no_loading)
+    path = _conversation_file(tmp_path, rows)
+    code, _, err = run(["generate", "--model", model_dir, "--conversation", path, "--quiet"], capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("personagate: error:")]
+    assert len(lines) == 1 and message in lines[0], err

@@ -203,3 +203,26 @@ def test_reused_history_gives_the_logits_of_recomputing_it(qwen):
         with steer(qwen, program) as steering, torch.inference_mode():
             out[share] = prefill(qwen, ids, steering, spans=spans, share_prefix=share).logits
     assert torch.allclose(out[True], out[False], atol=1e-4, rtol=1e-4)
+
+
+def test_turn_readout_reads_the_last_token_of_every_turn(qwen):
+    from personagate.activations import last_token_activations
+    from personagate.extraction import turn_projections
+
+    formatter = ChatFormatter(qwen.tokenizer)
+    conversation = Conversation.of(HISTORY, PROBES[0])
+    encoded = formatter.encode_conversation(conversation)
+    d = direction(qwen)
+    (drift,) = turn_projections(qwen, [encoded], d, progress=False)
+    assert drift.shape == (len(conversation.turns), qwen.n_layers)
+    # each turn's value is the last-token readout of the conversation cut after that turn
+    prefixes = [encoded.ids[:end] for end in encoded.spans.ends]
+    acts = last_token_activations(qwen, prefixes, progress=False)
+    expected = torch.stack([(acts[:, layer] @ d.unit_at(layer)) for layer in range(qwen.n_layers)], dim=1)
+    assert torch.allclose(drift, expected, atol=1e-4)
+    # under a probe-scoped knockout only the probe turn moves, and there the projection is removed
+    (knocked,) = turn_projections(
+        qwen, [encoded], d, program=Program([Ablate(d, "1:3", scope="probe")]), progress=False
+    )
+    assert torch.allclose(knocked[:-1], drift[:-1], atol=1e-5)
+    assert knocked[-1, 2].abs() < 1e-4 and drift[-1, 2].abs() > 1e-2

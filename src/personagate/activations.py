@@ -15,9 +15,12 @@ import torch
 from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
+from personagate.conversations import EncodedConversation
 from personagate.errors import PersonagateError
+from personagate.interventions import Steering
 from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
+from personagate.prefill import turn_masks
 from personagate.prompts import PaddedBatch, left_pad, length_sorted_batches
 
 Positions = Literal["last", "post_instruction", "spans", "all"]
@@ -224,3 +227,40 @@ def second_moments(
     if count == 0:
         raise PersonagateError("no positions were recorded; the prompt set is empty")
     return {layer: value / count for layer, value in sums.items()}
+
+
+def turn_activations(
+    chat: ChatModel,
+    encoded: Sequence[EncodedConversation],
+    *,
+    steering: Steering | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "turns",
+) -> list[torch.Tensor]:
+    """resid_pre at the last token of every turn of each conversation, at every layer: one
+    ``[n_turns, n_layers, d]`` float32 tensor per conversation. Inside ``steer(...)`` pass its handle,
+    so ops scoped to the probe or the assistant turns know where the turns lie."""
+    token_lists = [e.ids for e in encoded]
+    out: list[torch.Tensor | None] = [None] * len(encoded)
+    bar = tqdm(total=len(encoded), desc=desc, disable=not progress, leave=False)
+    for indices in length_sorted_batches(token_lists, batch_size):
+        batch = left_pad([token_lists[i] for i in indices], chat.tokenizer.pad_token_id, chat.device)
+        spans = [encoded[i].spans for i in indices]
+        width = batch.input_ids.shape[1]
+        select = torch.zeros((len(indices), width), dtype=torch.bool, device=batch.input_ids.device)
+        for row, (span, pad) in enumerate(zip(spans, batch.pad_lengths, strict=True)):
+            select[row, [pad + t for t in span.last_tokens]] = True
+        if steering is not None:
+            steering.set_prompt_length(width)
+            steering.set_turns(turn_masks(spans, 0, batch.pad_lengths, width))
+            steering.set_rows([0] * len(indices), batch.input_ids.device)
+        acts, _ = _record(chat, batch, select)
+        counts = [len(s.last_tokens) for s in spans]
+        for i, part in zip(indices, acts.cpu().split(counts), strict=True):
+            out[i] = part
+        bar.update(len(indices))
+    bar.close()
+    if steering is not None:
+        steering.set_turns(None)
+    return [t for t in out if t is not None]

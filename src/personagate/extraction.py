@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from personagate.activations import last_token_activations, tail_activations
+from personagate.activations import last_token_activations, tail_activations, turn_activations
+from personagate.conversations import EncodedConversation
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.generation import Decoding, generate, next_token_logits, next_token_logits_grid
@@ -295,6 +296,30 @@ def _system_label(system: SystemPrompt) -> str | None:
 # --- readout --------------------------------------------------------------------------------------
 
 
+def _units_by_layer(direction: Direction, n_layers: int) -> torch.Tensor:
+    """``[n_layers, d]``: the direction's unit vector at each layer (zero where it has none)."""
+    vectors = torch.stack([direction.at(layer) for layer in range(n_layers)])
+    norms = vectors.norm(dim=-1, keepdim=True)
+    return torch.where(norms > 0, vectors / norms.clamp_min(1e-12), torch.zeros_like(vectors))
+
+
+def turn_projections(
+    chat: ChatModel,
+    encoded: Sequence[EncodedConversation],
+    direction: Direction,
+    *,
+    program: Program | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[torch.Tensor]:
+    """Scalar projection onto the direction at the last token of every turn and every layer, per
+    conversation (``[n_turns, n_layers]`` each), optionally under a program: the drift, turn by turn."""
+    units = _units_by_layer(direction, chat.n_layers)
+    with steer(chat, program or Program()) as steering:
+        acts = turn_activations(chat, encoded, steering=steering, batch_size=batch_size, progress=progress)
+    return [(a * units.unsqueeze(0)).sum(-1) for a in acts]
+
+
 def projections_by_layer(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
@@ -310,7 +335,4 @@ def projections_by_layer(
     program = program or Program()
     with steer(chat, program):
         acts = last_token_activations(chat, token_lists, batch_size=batch_size, progress=progress, desc="readout")
-    vectors = torch.stack([direction.at(layer) for layer in range(chat.n_layers)])  # [L, d]
-    norms = vectors.norm(dim=-1, keepdim=True)
-    units = torch.where(norms > 0, vectors / norms.clamp_min(1e-12), torch.zeros_like(vectors))  # zero: no direction
-    return (acts * units.unsqueeze(0)).sum(-1)
+    return (acts * _units_by_layer(direction, chat.n_layers).unsqueeze(0)).sum(-1)

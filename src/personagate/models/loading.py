@@ -284,6 +284,31 @@ def model_layer_count(spec: str) -> int | None:
         return None
 
 
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, int | None] | None:
+    """The tokenizer and context length of ``spec`` without its weights, when they are on this machine
+    (None otherwise: the checks that need them run once the model is loaded)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    def from_folder(folder: str | Path, **extra: Any) -> tuple[Any, int | None]:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **extra)
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **extra)
+        limit = getattr(config, "max_position_embeddings", None)
+        _ensure_pad_token(tokenizer)
+        return tokenizer, limit if isinstance(limit, int) else None
+
+    path = Path(spec).expanduser()
+    try:
+        if spec in BUNDLED:
+            return load_cached(BUNDLED[spec], from_folder)  # type: ignore[return-value]
+        if spec.endswith(".gguf"):
+            return from_folder(path.parent, gguf_file=path.name)
+        return from_folder(path if path.is_dir() else spec, local_files_only=True)
+    except PersonagateError:
+        raise
+    except Exception:  # not on this machine, or unusual files: the full load decides
+        return None
+
+
 def _from_hub(spec: str, from_folder: Any) -> tuple[nn.Module, Any]:
     """The local Hugging Face cache first; the Hub only when it answers, so offline fails fast in one line."""
     try:
