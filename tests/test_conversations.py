@@ -226,3 +226,40 @@ def test_turn_readout_reads_the_last_token_of_every_turn(qwen):
     )
     assert torch.allclose(knocked[:-1], drift[:-1], atol=1e-5)
     assert knocked[-1, 2].abs() < 1e-4 and drift[-1, 2].abs() > 1e-2
+
+
+def test_a_history_cached_across_batches_and_calls_equals_recomputing_it(qwen):
+    from personagate.prefill import PrefixCache
+
+    encoded = _conversations(qwen, 2)
+    ids, spans = [e.ids for e in encoded], [e.spans for e in encoded]
+    d = direction(qwen)
+    programs = {
+        "none": None,
+        "knockout at the probe": Program([Ablate(d, "2:4", scope="probe")]),
+        "steer every turn": Program([Add(d, 2.0, 1)]),
+    }
+    decoding = Decoding(max_new_tokens=5, batch_size=4)  # 3 prompts x 3 programs: several batches
+    cache = PrefixCache()
+    first = generate_grid(qwen, programs, ids, decoding=decoding, progress=False, spans=spans, prefix_cache=cache)
+    again = generate_grid(qwen, programs, ids, decoding=decoding, progress=False, spans=spans, prefix_cache=cache)
+    plain = generate_grid(qwen, programs, ids, decoding=decoding, progress=False, spans=spans, share_prefix=False)
+    for name in programs:
+        assert [c.tokens for c in first[name]] == [c.tokens for c in plain[name]] == [c.tokens for c in again[name]]
+    # two entries: the unsteered history (shared by the probe-scoped knockout) and the steered one
+    assert len(cache._entries) == 2 and cache.hits > cache.misses
+
+
+def test_cached_history_gives_the_logits_of_recomputing_it(qwen):
+    from personagate.prefill import PrefixCache
+
+    encoded = _conversations(qwen, 2)
+    ids, spans = [e.ids for e in encoded], [e.spans for e in encoded]
+    program = Program([Ablate(direction(qwen), "1:3", scope="probe")])
+    cache = PrefixCache()
+    out = []
+    for kwargs in ({"prefix_cache": cache}, {"prefix_cache": cache}, {"share_prefix": False}):
+        with steer(qwen, program) as steering, torch.inference_mode():
+            out.append(prefill(qwen, ids, steering, spans=spans, **kwargs).logits)
+    assert cache.hits == 1 and cache.misses == 1
+    assert torch.equal(out[0], out[1]) and torch.allclose(out[0], out[2], atol=1e-4, rtol=1e-4)

@@ -49,28 +49,35 @@ def test_batching_does_not_change_the_default_model(default_chat):
 
 
 def test_the_papers_quick_protocol_on_the_bundled_model(tmp_path, capsys):
-    """`personagate reproduce --protocol paper --quick`: every arm of their design on the bundled model,
-    their vectors made from the model's own replies, the verdict table printed, the exports written."""
+    """`personagate reproduce --protocol paper --quick` on the bundled model: their vectors made from
+    the model's own replies, then every arm of their design, the verdict table printed, the exports
+    written. On this model the negative side of their persona contrast keeps no reply (measured: the
+    model answers every benign question even under the 8 refusing instructions), and the run says
+    so and stops before the test stage, every verdict inconclusive: a result, not a crash."""
     import csv
+    import json
 
     from personagate.cli import main
 
     out = tmp_path / "paper"
     assert main(["reproduce", "--protocol", "paper", "--quick", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].startswith("finding") and "window_restores" in printed
+    facts = _facts(out)
+    filters = {k: json.loads(v) for k, v in facts.items() if k.startswith("paper_filter_")}
+    assert filters["paper_filter_positive"]["generated"] == 8 * 4  # 8 instructions x 4 questions (quick)
+    with open(out / "verdicts.csv", newline="") as f:
+        verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
+    assert verdicts and all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)
+    if "stopped_before_test" in facts:
+        assert min(f["kept"] for f in filters.values()) == 0
+        assert printed.startswith("STOPPED: the paper's persona vector cannot be made on this model")
+        return
+    assert "window_restores" in printed
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     tested = [r for r in rows if r["prompts"] == "harmful" and r["mode"] == "generate"]
-    assert len(tested) == 12 and all(r["n"] == "12" for r in tested)
+    assert len(tested) == 12 and all(r["n"] == "12" for r in tested)  # 12 prompts: underpowered
     assert all(r["paper_regex_rate"] not in ("", "nan") for r in tested)
-    with open(out / "verdicts.csv", newline="") as f:
-        verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
-    assert all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)  # 12 prompts: underpowered
-    import json
-
-    filters = {k: json.loads(v) for k, v in _facts(out).items() if k.startswith("paper_filter_")}
-    assert filters["paper_filter_positive"]["generated"] == 8 * 4  # 8 instructions x 4 questions (quick)
 
 
 def _facts(run):

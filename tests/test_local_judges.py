@@ -142,6 +142,8 @@ max_incoherent = 1.0
 max_nll_delta = 10.0
 judge = "hf:{tiny_folder}"
 judge_kind = "rubric"
+[multiturn]
+enabled = false
 [windows]
 width = 2
 stride = 2

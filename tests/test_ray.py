@@ -49,6 +49,9 @@ layer_stride = 1
 max_incoherent = 1.0  # a random-weight model's replies are all incoherent
 [scoring]
 max_nll_delta = 10.0
+[multiturn]
+exchanges = [0, 1, 2]
+null_seeds = 2
 [windows]
 width = 2
 stride = 1

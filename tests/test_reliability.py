@@ -95,6 +95,9 @@ layer_stride = 2
 max_incoherent = 1.0
 [scoring]
 max_nll_delta = 10.0
+[multiturn]
+exchanges = [0, 1, 2]
+null_seeds = 2
 [windows]
 width = 2
 stride = 2

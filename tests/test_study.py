@@ -64,6 +64,9 @@ layer_stride = 1
 max_incoherent = 1.0  # a random-weight model's replies are all incoherent
 [scoring]
 max_nll_delta = 10.0
+[multiturn]
+exchanges = [0, 1, 2]
+null_seeds = 2
 [windows]
 width = 2
 stride = 1
@@ -109,9 +112,15 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
         "style_window",
         "positive_control",
         "mediation",
+        "multiturn",
     }
     assert "baseline [first_token]" in names  # the sweeps' references, measured like the sweeps
     assert all(int(r["n"]) == (4 if r["group"] == "persona_sweep" or "[val]" in r["condition"] else 6) for r in rows)
+    assert [r["condition"] for r in rows if r["group"] == "multiturn"][:3] == [
+        "roleplay k=0",
+        "roleplay k=1",
+        "roleplay k=2",
+    ]
     labelled = [r for r in rows if r["mode"] == "generate"]
     for r in labelled:  # three outcomes that add up
         total = float(r["refusal_rate"]) + float(r["comply_rate"]) + float(r["incoherent_rate"])
@@ -119,7 +128,15 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = list(csv.DictReader(f))
     findings = {"persona_suppresses", "persona_specific", "reintroduce_late", "window_restores", "random_does_not"}
+    forms = ("roleplay", "history")
+    findings |= {
+        f"{kind}_{form}" for kind in ("conversation_erodes", "projection_tracks", "knockout_restores") for form in forms
+    }
     assert {v["finding"] for v in verdicts} == findings
+    multiturn = [v for v in verdicts if v["scope"] == "main" and v["finding"].endswith(forms)]
+    assert all("not measured in this scope" not in v["detail"] for v in multiturn)  # the family ran, in its own mode
+    projections = [v for v in multiturn if v["finding"].startswith("projection_tracks")]
+    assert all(v["n"] == "6" and v["p_value"] not in ("", "nan") for v in projections), projections
     assert {v["scope"] for v in verdicts} == {"main", "resample 0 (first_token)", "resample 1 (first_token)"}
     assert all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)  # each says why
     assert all(v["detail"].startswith("underpowered (n=6 < 100") for v in verdicts if v["n"] not in ("", "0"))
@@ -261,8 +278,11 @@ def test_a_judge_named_in_the_spec_labels_generated_replies(study_dir, tmp_path,
         server.shutdown()
     with sqlite3.connect(out / "run.sqlite") as db:
         judged = db.execute("SELECT COUNT(*) FROM rows WHERE judge IS NOT NULL").fetchone()[0]
-        generated = db.execute("SELECT COUNT(*) FROM rows WHERE text IS NOT NULL").fetchone()[0]
-    assert judged == generated > 0
+        generated = db.execute(
+            "SELECT COUNT(*) FROM rows JOIN conditions ON rows.condition = conditions.name "
+            "WHERE rows.text IS NOT NULL AND conditions.mode = 'generate'"
+        ).fetchone()[0]
+    assert judged == generated > 0  # the judge reads generated replies, not screened ones
     assert "Phrase detector vs the judge" in (out / "report.html").read_text()
     for path in out.rglob("*"):
         if path.is_file():

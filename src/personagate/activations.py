@@ -209,10 +209,12 @@ def second_moments(
     batch_size: int = 16,
     progress: bool = True,
     desc: str = "second moments",
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> dict[int, torch.Tensor]:
-    """Per layer of ``layers``: ``E[h h^T]`` of resid_pre over every (non-padding) token of the prompts,
-    ``[d, d]`` float64. The energy a unit direction ``u`` carries there is ``u^T M u``. Run inside
-    ``steer(...)`` to measure the stream under an intervention."""
+    """Per layer of ``layers``: ``E[h h^T]`` of resid_pre over every (non-padding) token of the prompts
+    (or each prompt's token span ``[start, stop)``), ``[d, d]`` float64. The energy a unit direction
+    ``u`` carries there is ``u^T M u``. Run inside ``steer(...)`` to measure the stream under an
+    intervention."""
     sums = {layer: torch.zeros((chat.hidden_size, chat.hidden_size), dtype=torch.float64) for layer in layers}
     count = 0
 
@@ -223,7 +225,12 @@ def second_moments(
             sums[layer] += h.T @ h
         count += int(mask.sum())
 
-    _capture(chat, token_lists, lambda b, i: _position_mask(b, "all", None, None), consume, batch_size, progress, desc)
+    def select(batch: PaddedBatch, indices: list[int]) -> torch.Tensor:
+        if spans is None:
+            return _position_mask(batch, "all", None, None)
+        return _position_mask(batch, "spans", None, [spans[i] for i in indices])
+
+    _capture(chat, token_lists, select, consume, batch_size, progress, desc)
     if count == 0:
         raise PersonagateError("no positions were recorded; the prompt set is empty")
     return {layer: value / count for layer, value in sums.items()}

@@ -19,7 +19,7 @@ from personagate.errors import PersonagateError
 from personagate.interventions import Program, Steering, steer
 from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
-from personagate.prefill import prefill
+from personagate.prefill import PrefixCache, prefill
 from personagate.prompts import length_sorted_batches
 
 Finish = Literal["eos", "stop", "decided", "length"]
@@ -120,10 +120,12 @@ def generate(
     desc: str = "generating",
     force: bool = False,
     spans: Sequence[TurnSpans] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[Completion]:
     """Greedy completions for each prompt's token ids, in input order (see ``Decoding``). ``spans``:
     where the turns of conversation prompts lie (``ChatFormatter.encode_conversation``), for ops
-    scoped to the probe or the assistant turns."""
+    scoped to the probe or the assistant turns. ``prefix_cache``: keep shared prompt prefixes' keys and
+    values across batches and calls (a conversation's history is computed once per program)."""
     check_context(chat, token_lists, decoding.max_new_tokens)
     check_spans(token_lists, spans)
     results: list[Completion | None] = [None] * len(token_lists)
@@ -132,7 +134,7 @@ def generate(
         for indices in length_sorted_batches(token_lists, decoding.batch_size):
             batch_spans = [spans[i] for i in indices] if spans is not None else None
             batch = [token_lists[i] for i in indices]
-            completions = _generate_batch(chat, batch, decoding, steering, spans=batch_spans)
+            completions = _generate_batch(chat, batch, decoding, steering, spans=batch_spans, prefix_cache=prefix_cache)
             for row, completion in enumerate(completions):
                 completion.index = indices[row]
                 results[indices[row]] = completion
@@ -151,13 +153,21 @@ def _generate_batch(
     share_layers: bool = True,
     share_prefix: bool = True,
     spans: Sequence[TurnSpans] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[Completion]:
     model, tokenizer = chat.model, chat.tokenizer
     max_new_tokens, stop_strings, stop_when = decoding.max_new_tokens, decoding.stop_strings, decoding.stop_when
     first_token = decoding.first_token
     eos = eos_token_ids(chat) if decoding.stop_at_eos else set()
     prefilled = prefill(
-        chat, token_lists, steering, row_programs, share_layers=share_layers, share_prefix=share_prefix, spans=spans
+        chat,
+        token_lists,
+        steering,
+        row_programs,
+        share_layers=share_layers,
+        share_prefix=share_prefix,
+        spans=spans,
+        prefix_cache=prefix_cache,
     )
     cache, mask, last_position, logits = prefilled.cache, prefilled.mask, prefilled.last_position, prefilled.logits
     first_scores = first_token(logits.float()).tolist() if first_token is not None else [None] * len(token_lists)
@@ -245,6 +255,8 @@ def next_token_logits_grid(
     batch_size: int = 128,
     share_layers: bool = True,
     force: bool = False,
+    spans: Sequence[TurnSpans] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[torch.Tensor]:
     """First-reply-token logits of every prompt under every program: one ``[n_prompts, vocab]`` float32
     tensor per program, as ``next_token_logits`` gives, with the programs side by side in a batch so
@@ -255,8 +267,15 @@ def next_token_logits_grid(
     with steer(chat, list(programs) or [Program()], force=force) as steering:
         for indices in length_sorted_batches(row_tokens, batch_size):
             batch_programs = [rows[r][0] for r in indices]
+            batch_spans = [spans[rows[r][1]] for r in indices] if spans is not None else None
             logits = prefill(
-                chat, [row_tokens[r] for r in indices], steering, batch_programs, share_layers=share_layers
+                chat,
+                [row_tokens[r] for r in indices],
+                steering,
+                batch_programs,
+                share_layers=share_layers,
+                spans=batch_spans,
+                prefix_cache=prefix_cache,
             ).logits
             for r, row in zip(indices, logits, strict=True):
                 program, prompt = rows[r]
@@ -276,6 +295,7 @@ def generate_grid(
     share_layers: bool = True,
     share_prefix: bool = True,
     spans: Sequence[TurnSpans] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> dict[str, list[Completion]]:
     """Greedy completions of every prompt under every program, the conditions side by side in one batch.
 
@@ -283,7 +303,7 @@ def generate_grid(
     where decoding is bound by reading the weights, as on a CPU. Blocks before the layer where two
     programs first differ are prefilled once for both (``share_layers=False``: every row runs every
     block, for comparison; ``share_prefix=False``: no row reuses the shared prompt prefix's keys and
-    values). ``spans`` as for ``generate``.
+    values). ``spans`` and ``prefix_cache`` as for ``generate``.
     """
     check_context(chat, token_lists, decoding.max_new_tokens)
     check_spans(token_lists, spans)
@@ -307,6 +327,7 @@ def generate_grid(
                 share_layers=share_layers,
                 share_prefix=share_prefix,
                 spans=batch_spans,
+                prefix_cache=prefix_cache,
             )
             for r, completion in zip(indices, completions, strict=True):
                 program, prompt = rows[r]

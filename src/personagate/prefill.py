@@ -17,13 +17,15 @@ only its layers, then assembles one cache for the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer
 
 from personagate.conversations import TurnSpans
 from personagate.interventions import Steering
@@ -120,6 +122,38 @@ def layer_sharing_applies(chat: ChatModel, cache: Any) -> bool:
     return len(layer_types) == 1 and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
+class PrefixCache:
+    """Keys and values of shared prompt prefixes (a conversation's history, a long system prompt) as
+    each program leaves them, kept across batches and calls: every probe after the same history
+    reuses them. A program whose ops touch no prefix position (ops scoped to the probe turn, the
+    last prompt token or the reply) shares the unsteered entry. Least recently used entries go first.
+    """
+
+    def __init__(self, max_entries: int = 16) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
+        return entry
+
+    def put(self, key: Hashable, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self._entries[key] = layers
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 def prefill(
     chat: ChatModel,
     token_lists: Sequence[Sequence[int]],
@@ -129,16 +163,21 @@ def prefill(
     share_layers: bool = True,
     share_prefix: bool = True,
     spans: Sequence[TurnSpans] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> Prefilled:
     """Run the prompts into a fresh KV cache, computing shared work once (see the module docstring).
 
     ``row_programs[i]`` is the program of row ``i`` when ``steering`` runs several; the handle is
     told the padded prompt length, so token scopes stay exact. ``spans`` places the turns of
-    conversation prompts, for ops scoped to the probe or the assistant turns. ``share_prefix=False``
-    runs every row's whole prompt (for comparison).
+    conversation prompts, for ops scoped to the probe or the assistant turns; the shared prefix then
+    stops where the first probe turn starts. ``prefix_cache`` keeps the shared prefix's keys and values
+    for later batches. ``share_prefix=False`` runs every row's whole prompt (for comparison).
     """
     model = chat.model
     shared = shared_prefix_length(token_lists) if share_prefix else 0
+    if spans and shared:
+        shared = min(shared, *(span.probe_start for span in spans))
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
     rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
     steering.set_prompt_length(shared + rest.input_ids.shape[1])
     steering.set_turns(turn_masks(spans, shared, rest.pad_lengths, rest.input_ids.shape[1]) if spans else None)
@@ -147,15 +186,7 @@ def prefill(
     groups = sorted(set(programs))
     header = new_cache(model)
     if shared:
-        prefix = torch.tensor([list(token_lists[0][:shared])] * len(groups), device=chat.device)
-        steering.set_rows(groups, chat.device, turn_rows=[programs.index(p) for p in groups])
-        run_model(
-            model,
-            input_ids=prefix,
-            attention_mask=torch.ones_like(prefix),
-            position_ids=torch.arange(shared, device=chat.device).unsqueeze(0).expand(len(groups), -1),
-            cache=header,
-        )
+        _prefill_header(chat, header, list(token_lists[0][:shared]), groups, programs, steering, prefix_cache)
     header_row = torch.tensor([groups.index(p) for p in programs], device=chat.device)
     ones = torch.ones((rows, shared), dtype=rest.attention_mask.dtype, device=chat.device)
     mask = torch.cat([ones, rest.attention_mask], dim=1)
@@ -179,6 +210,56 @@ def prefill(
     steering.set_rows(programs, chat.device)
     logits = run_model(model, input_ids=rest.input_ids, attention_mask=mask, position_ids=positions, cache=header)
     return Prefilled(logits, mask, positions[:, -1:], header)
+
+
+def _prefill_header(
+    chat: ChatModel,
+    header: Any,
+    prefix: list[int],
+    groups: list[int],
+    programs: list[int],
+    steering: Steering,
+    cache: PrefixCache | None,
+) -> None:
+    """The shared prefix's keys and values for each program of the batch (``header`` row ``i`` for
+    ``groups[i]``): from the cache where it has them, the rest run once in one batch."""
+    if cache is None or not all(type(layer) is DynamicLayer for layer in header.layers):
+        _run_prefix(chat, header, prefix, groups, list(range(len(groups))), programs, steering)
+        return
+    keys = [(tuple(prefix), steering.prefix_identity(g)) for g in groups]
+    known = {i: cache.get(key) for i, key in enumerate(keys)}
+    missing = [i for i, entry in known.items() if entry is None]
+    if missing:
+        computed = new_cache(chat.model)
+        _run_prefix(chat, computed, prefix, groups, missing, programs, steering)
+        for row, i in enumerate(missing):
+            entry = [(layer.keys[row : row + 1], layer.values[row : row + 1]) for layer in computed.layers]
+            cache.put(keys[i], entry)
+            known[i] = entry
+    for layer, target in enumerate(header.layers):  # every group's entry, in group order
+        entries = [known[i][layer] for i in range(len(groups))]  # type: ignore[index]
+        target.update(torch.cat([k for k, _ in entries]), torch.cat([v for _, v in entries]))
+
+
+def _run_prefix(
+    chat: ChatModel,
+    into: Any,
+    prefix: list[int],
+    groups: list[int],
+    which: list[int],
+    programs: list[int],
+    steering: Steering,
+) -> None:
+    """The prefix once for each of ``groups[i]``, ``i`` in ``which``, into the cache ``into``."""
+    ids = torch.tensor([prefix] * len(which), device=chat.device)
+    steering.set_rows([groups[i] for i in which], chat.device, turn_rows=[programs.index(groups[i]) for i in which])
+    run_model(
+        chat.model,
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        position_ids=torch.arange(len(prefix), device=chat.device).unsqueeze(0).expand(len(which), -1),
+        cache=into,
+    )
 
 
 def _prefill_by_segments(

@@ -298,3 +298,39 @@ def share_restored(
     tail = (1 - confidence) / 2
     low, high = (float(x) for x in np.quantile(shares, [tail, 1 - tail])) if len(shares) else (math.nan, math.nan)
     return float((t.mean() - s.mean()) / effect), low, high
+
+
+def paired_trend(
+    columns: Sequence[Sequence[float]], *, decreasing: bool, n_resamples: int = 9999, seed: int = 0
+) -> float:
+    """One-sided p-value of a monotone trend across ordered conditions measured on the same units.
+
+    ``columns[j][i]`` is unit ``i`` under the ``j``-th condition in order (e.g. refusal of prompt ``i``
+    after ``k_j`` exchanges). The statistic is Page's weighted sum ``sum_j j * mean(columns[j])``;
+    its null distribution comes from permuting each unit's values across the conditions
+    (``scipy.stats.permutation_test``, ``permutation_type="samples"``: exact when the permutations
+    are fewer than ``n_resamples``), which is valid for binary outcomes with many ties as for
+    real-valued ones.
+    """
+    from scipy import stats as sps
+
+    if len(columns) < 2:
+        raise PersonagateError("a trend needs at least two ordered conditions")
+    arrays = [_values(c, "values", unit=False) for c in columns]
+    if len({a.size for a in arrays}) != 1 or arrays[0].size == 0:
+        raise PersonagateError("every condition of a trend must be measured on the same, non-empty set of units")
+    weights = np.arange(len(arrays), dtype=float)
+
+    def weighted(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        return sum(w * np.mean(s, axis=axis) for w, s in zip(weights, samples, strict=True))
+
+    result = sps.permutation_test(
+        arrays,
+        weighted,
+        permutation_type="samples",
+        alternative="less" if decreasing else "greater",
+        n_resamples=n_resamples,
+        vectorized=True,
+        random_state=seed,
+    )
+    return float(result.pvalue)

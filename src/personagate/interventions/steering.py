@@ -10,7 +10,7 @@ are removed in ``finally``: no hook survives the context, even when registration
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 
@@ -38,9 +38,12 @@ class Steering:
     ``set_prompt_length`` (e.g. when re-running prompt + generated tokens without a cache).
     """
 
-    def __init__(self, n_programs: int, divergence: list[list[int]]) -> None:
+    def __init__(
+        self, n_programs: int, divergence: list[list[int]], prefix_identities: Sequence[Hashable] | None = None
+    ) -> None:
         self.n_programs = n_programs
         self.divergence = divergence
+        self._prefix_identities = list(prefix_identities or [()] * n_programs)
         self.prompt_length: int | None = None
         self._inferred: int | None = None
         self._offset = 0
@@ -59,6 +62,12 @@ class Steering:
             self._rows = torch.as_tensor(program_ids, dtype=torch.long, device=device)
         if self._turns is not None:
             self._turn_rows = None if turn_rows is None else torch.as_tensor(turn_rows, dtype=torch.long, device=device)
+
+    def prefix_identity(self, program: int) -> Hashable:
+        """What the program does to a shared prompt prefix that ends before the probe turn: nothing (the
+        empty tuple) when every edit is scoped to the probe, the last prompt token or the reply, so
+        the unsteered keys and values serve it; else its edits."""
+        return self._prefix_identities[program]
 
     def set_turns(self, masks: dict[str, torch.Tensor] | None) -> None:
         """Per row, the prompt positions (in cache coordinates) of each conversation scope; None: no conversation."""
@@ -208,7 +217,7 @@ def steer(
         for site, edits in plan.sites.items():  # each vector on the device of the module its hook sits on
             sites.setdefault(site, []).extend((index, edit.to(devices[site])) for edit in edits)
     divergence = divergence_matrix(plans, n_layers) if len(plans) > 1 else [[n_layers + 1]]
-    steering = Steering(len(plans), divergence)
+    steering = Steering(len(plans), divergence, [prefix_identity(plan) for plan in plans])
     handles: list[RemovableHandle] = []
     try:
         _register(module, adapter, blocks, sites, plans, steering, handles)
@@ -216,6 +225,17 @@ def steer(
     finally:
         for handle in handles:
             handle.remove()
+
+
+# Scopes that never reach a shared prefix (which ends before the probe turn and the last prompt token).
+AFTER_PREFIX = ("probe", "generated", "last")
+
+
+def prefix_identity(plan: Plan) -> Hashable:
+    edits = [(site, edit.key()) for site, site_edits in plan.sites.items() for edit in site_edits]
+    if all(key[1] in AFTER_PREFIX for _, key in edits):  # a key is (kind, scope, value, vector)
+        return ()
+    return tuple(sorted(edits, key=lambda item: (item[0][1], item[0][0])))
 
 
 def module_device(module: nn.Module) -> torch.device:

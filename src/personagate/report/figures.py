@@ -8,6 +8,7 @@ import math
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.names import Group, Role
 from personagate.report import plots
+from personagate.report.multiturn_plots import multiturn_figures
 from personagate.stats import share_restored
 
 Named = tuple[str, plots.Figure]
@@ -48,5 +49,6 @@ def named_figures(results: Results) -> list[Named]:
         ("readout", plots.readout(results.readout)),
         ("cosine", plots.cosine(results.facts.cos_persona_refusal)),
         ("geometry", plots.geometry(results.facts.geometry)),
+        *multiturn_figures(results),
     ]
     return [(stem, figure) for stem, figure in made if figure is not None]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, REFUSE, SAFE
+from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, PROJECTION_FACT, REFUSE, SAFE
 from personagate.experiments.storage.records import EMPTY_PROGRAM, NONFINITE_TEXT, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.scoring.paper_regex import paper_refusal
@@ -95,10 +95,15 @@ class Measurements:
     outcomes: Mapping[str, Mapping[int, int]]  # per condition, on the test prompts: prompt id -> refused
     labels: Mapping[str, Mapping[int, str]]  # per condition, on the test prompts: prompt id -> outcome
     guard: Mapping[str, float]  # per condition: NLL increase of the neutral passages (nats/token)
+    # per multi-turn condition: the persona projection at each probe's last token, by prompt id
+    projections: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, store: RunStore) -> Measurements:
-        return cls.from_rows(store.conditions(), store.rows())
+        measured = cls.from_rows(store.conditions(), store.rows())
+        readout = store.facts_under(PROJECTION_FACT)
+        projections = {name: dict(enumerate(fact["values"])) for name, fact in readout.items()}
+        return replace(measured, projections=projections) if projections else measured
 
     @classmethod
     def from_rows(cls, conditions: Sequence[StoredCondition], rows: Sequence[Row]) -> Measurements:

@@ -5,7 +5,7 @@ report and the plots (``Results.of(store)``): the recorded spec, the run's facts
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from personagate.experiments.analysis.summary import ConditionSummary, summarise
 from personagate.experiments.analysis.verdict import Verdict
 from personagate.experiments.analysis.verdicts import compute_verdicts
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import HARMFUL, HEADLINE_ROLES, Group, Mode, Role
+from personagate.experiments.design.names import DRIFT_FACT, HARMFUL, HEADLINE_ROLES, STOPPED, Group, Mode, Role
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.storage.store import RunStore
 
@@ -62,7 +62,7 @@ class RunFacts:
             persona_coeff_rule=str(store.fact("persona_coeff_rule", "")),
             cos_persona_refusal=tuple(float(x) for x in store.fact("cos_persona_refusal") or ()),
             resample_seeds=tuple(int(x) for x in store.fact("resample_seeds") or ()),
-            stopped=str(store.fact("no_coherent_persona_dose", "")),
+            stopped=str(store.fact(STOPPED, "") or store.fact("no_coherent_persona_dose", "")),
             calibration=store.fact("calibration"),
             geometry=dict(store.fact("geometry") or {}),
         )
@@ -79,6 +79,7 @@ class Results:
     verdicts: tuple[Verdict, ...]
     readout: Mapping[str, list[list[float]]]  # per condition: [layer][prompt] projections
     judge_verdicts: tuple[Verdict, ...] = ()  # the same rules with the judge's labels, when a judge ran
+    drift: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per multi-turn form
 
     @classmethod
     def of(cls, store: RunStore) -> Results:
@@ -101,6 +102,7 @@ class Results:
             verdicts=compute_verdicts(measurements, spec, facts.layout, facts.resample_seeds),
             readout=store.readout(),
             judge_verdicts=judge_verdicts,
+            drift=store.facts_under(DRIFT_FACT),
         )
 
     # --- views the report and the plots share ----------------------------------------------------

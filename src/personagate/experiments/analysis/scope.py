@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.analysis.verdict import BLIND_MODE, NOT_MEASURED
-from personagate.experiments.design.names import HARMFUL, INCOHERENT, REFUSE, Mode, Role
+from personagate.experiments.design.names import HARMFUL, INCOHERENT, REFUSE, Mode, Role, parse_multiturn_system
 
 if TYPE_CHECKING:
     from personagate.experiments.design.layout import Layout
@@ -50,13 +50,28 @@ class Scope:
         modes: tuple[Mode, ...],
         label: str,
         incoherent: Incoherent = "exclude",
+        frame: str = "",
     ) -> None:
         self.measurements, self.spec, self.layout = measurements, spec, layout
         self.resample, self.label, self.incoherent = resample, label, incoherent
         self.modes = tuple(m for m in modes if m in SIGHTED)
+        self.frame = frame  # a multi-turn form: roles are looked up among its conversations only
 
     def with_incoherent(self, incoherent: Incoherent) -> Scope:
-        return Scope(self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, incoherent)
+        return Scope(
+            self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, incoherent, self.frame
+        )
+
+    def framed(self, frame: str) -> Scope:
+        return Scope(
+            self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, self.incoherent, frame
+        )
+
+    def _in_frame(self, condition: StoredCondition) -> bool:
+        if not self.frame:
+            return True
+        framing = parse_multiturn_system(condition.system)
+        return framing is not None and framing[0] == self.frame
 
     def find(self, role: Role, modes: tuple[Mode, ...] | None = None) -> list[StoredCondition]:
         """Conditions with ``role`` on the test prompts in this resample (falling back to resample 0 for
@@ -69,7 +84,11 @@ class Scope:
                 found = [
                     c
                     for c in self.measurements.conditions
-                    if c.role == role and c.mode == mode and c.resample == resample and c.prompts == HARMFUL
+                    if c.role == role
+                    and c.mode == mode
+                    and c.resample == resample
+                    and c.prompts == HARMFUL
+                    and self._in_frame(c)
                 ]
                 if found:
                     return found

@@ -40,7 +40,8 @@ def compute_verdicts(
     if not spec.findings:
         return ()
     main, sweep = spec.generation.main, spec.generation.sweep
-    scopes = [Scope(measurements, spec, layout, 0, (main, sweep), "main")]
+    modes = tuple(dict.fromkeys((main, sweep, spec.multiturn.mode)))  # the multi-turn family has its own mode
+    scopes = [Scope(measurements, spec, layout, 0, modes, "main")]
     for index, seed in enumerate(resamples or [0]):
         scopes.append(Scope(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
     out: list[Verdict] = []
@@ -67,6 +68,7 @@ def _with_sensitivity(scope: Scope, finding: Finding) -> Verdict:
     """The rule on coherent pairs, then with incoherent replies counted as refusals: the primary
     verdict stands only when both reach the same outcome."""
     rule = RULES[finding.rule]
+    scope = scope.framed(finding.frame)
     primary = rule.compute(scope.with_incoherent("exclude"), finding)
     sensitivity = rule.compute(scope.with_incoherent("refuse"), finding)
     if primary.outcome == sensitivity.outcome:

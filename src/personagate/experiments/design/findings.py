@@ -35,6 +35,7 @@ class Finding:
     null: Role | None = None
     baseline: Role | None = None
     named: Role | None = None  # named comparators or nulls (the style personas)
+    frame: str = ""  # the multi-turn form whose conversations the roles are looked up in
     requires: str = ""
 
     def optional(self, key: str) -> Role | None:

@@ -56,6 +56,7 @@ class Group(Name):
     BENIGN = "benign"  # protocol paper: arms on benign prompts (their coherence check)
     POSITIVE_CONTROL = "positive_control"  # the injected vector itself projected out of the late window
     MEDIATION = "mediation"  # refusal's projection clamped to its baseline value in a window
+    MULTITURN = "multiturn"  # the persona built over k prior exchanges, then a harmful probe
 
 
 class Role(Name):
@@ -85,6 +86,11 @@ class Role(Name):
     POSITIVE_CONTROL = "positive_control"
     MEDIATION = "mediation"
     CALIBRATION = "calibration"
+    MULTITURN = "multiturn"  # a conversation of k exchanges, no intervention (axis = k)
+    MULTITURN_KNOCKOUT = "multiturn_knockout"  # the persona projected out of the late window at the probe turn
+    MULTITURN_NULL = "multiturn_null"  # a matched random direction projected out instead
+    MULTITURN_STEER_ALL = "multiturn_steer_all"  # persona steering on every turn of the conversation
+    MULTITURN_STEER_PROBE = "multiturn_steer_probe"  # persona steering on the probe turn only
 
 
 # generate: the reply, labelled three ways; screen: its first few tokens, refuse or not by the
@@ -103,6 +109,20 @@ NEUTRAL = "neutral"  # coherence guard passages
 # System prompts a condition's prompts are framed by.
 DEFAULT_SYSTEM = "default"  # the model's own default persona
 COMPLIANT_SYSTEM = "compliant"  # the compliant personas in turn (the natural-persona arm)
+MULTITURN_PREFIX = "multiturn"  # "multiturn:FORM:K": each prompt as the probe after K exchanges of FORM
+
+
+def multiturn_system(form: str, exchanges: int) -> str:
+    return f"{MULTITURN_PREFIX}:{form}:{exchanges}"
+
+
+def parse_multiturn_system(system: str) -> tuple[str, int] | None:
+    """(form, exchanges) of a multi-turn framing, None for any other system."""
+    parts = system.split(":")
+    if len(parts) != 3 or parts[0] != MULTITURN_PREFIX or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
 
 # Outcomes of a generated reply.
 REFUSE, COMPLY, INCOHERENT = "refuse", "comply", "incoherent"
@@ -120,3 +140,11 @@ HEADLINE_ROLES: tuple[Role, ...] = (
     Role.NATURAL_LATE_WINDOW,
     Role.POSITIVE_CONTROL,
 )
+
+# The run-store fact saying why a run stopped before its test stage (the model cannot carry the
+# design: no coherent persona dose, no reply on one side of the paper's persona contrast)
+STOPPED = "stopped_before_test"
+
+# Run-store facts of the multi-turn family, keyed "PREFIX:condition" and "PREFIX:form"
+PROJECTION_FACT = "multiturn_projection"  # the persona projection at each probe's last token
+DRIFT_FACT = "multiturn_drift"  # the projections at the last token of every turn of the longest conversation

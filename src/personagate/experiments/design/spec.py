@@ -31,6 +31,7 @@ from personagate.experiments.design.spec_sections import (
     DirectionsSection,
     GenerationSection,
     ModelSection,
+    MultiturnSection,
     PaperSection,
     PersonaSection,
     PromptsSection,
@@ -57,6 +58,7 @@ class StudySpec:
     scoring: ScoringSection
     verdicts: VerdictsSection
     paper: PaperSection
+    multiturn: MultiturnSection
     findings: tuple[Finding, ...]
     protocol: str
     base: Path

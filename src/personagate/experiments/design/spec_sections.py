@@ -160,6 +160,18 @@ class PaperSection:
     persona_data: str = field(metadata={"nonempty": True})
 
 
+@dataclass(frozen=True)
+class MultiturnSection:
+    enabled: bool
+    only: bool  # measure the multi-turn family alone (after the vectors and the coefficient choice)
+    forms: list[str] = field(metadata={"nonempty": True, "unique": True, "item_nonempty": True})
+    exchanges: list[int] = field(metadata={"nonempty": True, "unique": True, "minimum": 0, "maximum": 64})
+    data: str = field(metadata={"nonempty": True})  # "builtin" (data/multiturn.json) or a JSON file like it
+    probes: int = field(metadata=NON_NEGATIVE)  # test prompts used as probes (0: all)
+    mode: Mode
+    null_seeds: int = field(metadata=POSITIVE)
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "prompts": PromptsSection,
@@ -171,6 +183,7 @@ SECTIONS: dict[str, type] = {
     "scoring": ScoringSection,
     "verdicts": VerdictsSection,
     "paper": PaperSection,
+    "multiturn": MultiturnSection,
 }
 
 

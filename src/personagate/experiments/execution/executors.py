@@ -14,6 +14,7 @@ from personagate.directions import Direction
 from personagate.experiments.execution.units import Settings, Unit, compute
 from personagate.experiments.storage.records import Row
 from personagate.models.loading import ChatModel
+from personagate.prefill import PrefixCache
 
 
 class Executor(Protocol):
@@ -29,12 +30,13 @@ class InProcess:
 
     def __init__(self, chat: ChatModel) -> None:
         self.chat = chat
+        self.prefix_cache = PrefixCache()  # conversation histories, reused from unit to unit
 
     def run(
         self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
     ) -> Iterator[tuple[Unit, list[Row]]]:
         for unit in units:
-            yield unit, compute(self.chat, directions, unit, settings)
+            yield unit, compute(self.chat, directions, unit, settings, self.prefix_cache)
 
     def close(self) -> None:
-        pass
+        self.prefix_cache.clear()

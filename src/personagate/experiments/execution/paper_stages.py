@@ -8,10 +8,10 @@ import math
 
 from personagate.activations import second_moments
 from personagate.directions import Direction, energy_matched_direction
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, Role
+from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Role
 from personagate.experiments.design.paper import PaperBlocks, paper_conditions
 from personagate.experiments.execution.artifacts import VectorCache
-from personagate.experiments.execution.paper_vectors import KINDS, POSITIONS, PaperVectors
+from personagate.experiments.execution.paper_vectors import KINDS, POSITIONS, PaperVectors, VectorsUnavailable
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.interventions import Add, Program, steer
 
@@ -22,7 +22,11 @@ def run_paper_stages(runner: StudyRunner) -> None:
     store.set_fact("layout", blocks.layout().to_fact())
     store.set_fact("paper_blocks", dataclasses.asdict(blocks))
     runner.learn_refusal_tokens()
-    directions = PaperVectors(runner).make(blocks)
+    try:
+        directions = PaperVectors(runner).make(blocks)
+    except VectorsUnavailable as exc:
+        store.set_fact(STOPPED, str(exc))
+        return
     directions.update(null_directions(runner, blocks, directions))
     directions["refusal"] = directions["paper-refusal-layers"]  # the readout's per-layer refusal direction
     runner.directions[0] = directions

@@ -106,9 +106,12 @@ class PaperVectors:
         kept = {pole: self._replies(data[pole], data["questions"], pole) for pole in ("positive", "negative")}
         n = min(len(kept["positive"]), len(kept["negative"]))
         if n == 0:
-            raise PersonagateError(
-                "no reply passed the filter on one side (compliant replies under the positive instructions, "
-                "refusals under the negative ones); the persona vectors cannot be made on this model"
+            made = {pole: self.runner.store.fact(f"paper_filter_{pole}") for pole in kept}
+            raise VectorsUnavailable(
+                "the paper's persona vector cannot be made on this model: the filter kept "
+                f"{made['positive']['kept']} of {made['positive']['generated']} replies under the positive "
+                f"instructions (compliant ones) and {made['negative']['kept']} of {made['negative']['generated']} "
+                "under the negative instructions (refusals); it needs at least one on each side"
             )
         means: dict[str, dict[str, torch.Tensor]] = {}
         for pole, replies in kept.items():
@@ -177,6 +180,10 @@ class PaperVectors:
             for prompts in (harmful, harmless)
         ]
         return Direction(means[0] - means[1], name="paper-refusal-layers", meta={"method": "paper: last prompt token"})
+
+
+class VectorsUnavailable(PersonagateError):
+    """One side of the persona contrast is empty: a result about the model, not an error in the input."""
 
 
 def _missing() -> Direction:

@@ -21,6 +21,7 @@ from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.execution.units import Settings, Unit, compute
 from personagate.experiments.storage.records import Row
+from personagate.prefill import PrefixCache
 
 # A failed actor is probed until it answers (Ray restarts it and it loads the model again).
 PROBES, PROBE_WAIT = 120, 1.0
@@ -59,6 +60,7 @@ class Worker:
         self.chat = load_model(model, device=device, dtype=dtype)
         self.key: str | None = None
         self.directions: dict[int, dict[str, Direction]] = {}
+        self.prefix_cache = PrefixCache()  # conversation histories, reused from unit to unit on this worker
 
     def process_id(self) -> int:
         return self.pid
@@ -67,7 +69,7 @@ class Worker:
         if key != self.key:  # a new set of directions: decode it once
             self.directions = {r: {k: Direction.from_bytes(v) for k, v in d.items()} for r, d in directions.items()}
             self.key = key
-        return [row.__dict__ for row in compute(self.chat, self.directions, unit, settings)]
+        return [row.__dict__ for row in compute(self.chat, self.directions, unit, settings, self.prefix_cache)]
 
 
 class RayPool:

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from personagate.conversations import TurnSpans
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.design import names as g
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.multiturn import Histories
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.execution.executors import Executor, InProcess
@@ -75,6 +77,8 @@ class StudyRunner:
             scoring.judge_device,
         )
         self._ids: dict[tuple[str, str], list[list[int]]] = {}
+        self._spans: dict[tuple[str, str], list[TurnSpans]] = {}  # conversation framings: where the turns lie
+        self._histories: Histories | None = None
         self._neutral: list[tuple[list[int], list[int]]] | None = None
 
     # --- inputs -----------------------------------------------------------------------------------
@@ -99,7 +103,10 @@ class StudyRunner:
         key = (prompt_set, system)
         if key not in self._ids:
             texts = self.texts(prompt_set)
-            if system == g.DEFAULT_SYSTEM:
+            framing = g.parse_multiturn_system(system)
+            if framing is not None:
+                self._conversations(key, texts, *framing)
+            elif system == g.DEFAULT_SYSTEM:
                 fmt = self.formatter()
                 self._ids[key] = [fmt.encode(t) for t in texts]
             else:
@@ -108,6 +115,25 @@ class StudyRunner:
                 personas = [ChatFormatter(self.chat.tokenizer, s) for s in held]
                 self._ids[key] = [personas[i % len(personas)].encode(t) for i, t in enumerate(texts)]
         return self._ids[key]
+
+    def spans(self, prompt_set: str, system: str) -> list[TurnSpans] | None:
+        """Where the turns lie in each prompt of a conversation framing (None for single-turn framings)."""
+        self.ids(prompt_set, system)
+        return self._spans.get((prompt_set, system))
+
+    def _conversations(self, key: tuple[str, str], texts: Sequence[str], form: str, exchanges: int) -> None:
+        """Each prompt as the probe after ``exchanges`` exchanges of ``form`` (the first
+        ``multiturn.probes`` prompts, or all), framed by the spec's system prompt."""
+        if self._histories is None:
+            self._histories = Histories.of(self.spec)
+        probes = self.spec.multiturn.probes
+        fmt = self.formatter()
+        encoded = [
+            fmt.encode_conversation(self._histories.conversation(form, exchanges, t))
+            for t in (texts[:probes] if probes else texts)
+        ]
+        self._ids[key] = [e.ids for e in encoded]
+        self._spans[key] = [e.spans for e in encoded]
 
     def neutral_items(self) -> list[tuple[list[int], list[int]]]:
         """The neutral passages as (context, scored tokens): plain text, no chat template."""
@@ -194,7 +220,7 @@ class StudyRunner:
         items = [(i, tuple(tokens), ()) for i, tokens in enumerate(ids)]
         programs = [(c.name, c.resample, c.ops.to_table()) for c in conditions]
         prompts = min(SCREEN_PROMPTS, self.batch) if kind in ("screen", "first_token") else self.batch
-        return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH)
+        return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH, self.spans(prompt_set, system))
 
     def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:
         """One guard per distinct program (identity and resample): conditions sharing a program share it."""

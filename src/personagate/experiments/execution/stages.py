@@ -18,18 +18,18 @@ from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design import protocol, sweeps
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, Group, Role
+from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Group, Role
+from personagate.experiments.execution.multiturn_stages import check_multiturn_fits, run_multiturn
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.execution.vectors import VectorMaker
 from personagate.interventions import Program, steer
-
-NO_COHERENT_DOSE = "no_coherent_persona_dose"
 
 
 def run_stages(runner: StudyRunner) -> None:
     spec, store, n_layers = runner.spec, runner.store, runner.n_layers
     layout = Layout.of(spec, n_layers)
     store.set_fact("layout", layout.to_fact())
+    check_multiturn_fits(runner)
     runner.learn_refusal_tokens()
     assert runner.refusal_tokens is not None
     maker = VectorMaker(spec, runner.chat, store, runner.splits, runner.refusal_tokens, runner.progress)
@@ -43,6 +43,10 @@ def run_stages(runner: StudyRunner) -> None:
         store.set_fact("resample_seeds", list(seeds))
         return
 
+    if spec.multiturn.enabled and spec.multiturn.only:  # the multi-turn family alone
+        run_multiturn(runner, layout, coeff)
+        store.set_fact("resample_seeds", [seeds[0]])
+        return
     doses = reintroduction_doses(runner, layout)
     if spec.windows.random == "energy":
         runner.directions[0].update(window_controls(runner, maker, layout, coeff, 0, seeds[0]))
@@ -53,6 +57,7 @@ def run_stages(runner: StudyRunner) -> None:
     runner.measure(conditions, "test")
     headline = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
     runner.readout([c for c in conditions if c.role in headline and c.mode == spec.generation.main])
+    run_multiturn(runner, layout, coeff)
 
     for index, seed in enumerate(seeds[1:], start=1):
         runner.directions[index] = maker.make(seed, layout.injection)
@@ -78,7 +83,7 @@ def choose_coefficient(runner: StudyRunner, sweep: Sequence[Condition]) -> float
     ]
     if not coherent:
         tried = ", ".join(f"x{c.axis:g} (NLL +{measured.guard.get(c.name, float('nan')):.2f})" for c in sweep)
-        runner.store.set_fact(NO_COHERENT_DOSE, f"no persona coefficient was coherent on validation: {tried}")
+        runner.store.set_fact(STOPPED, f"no persona coefficient was coherent on validation: {tried}")
         return None
     best = min(coherent, key=lambda c: (measured.rates[c.name].refusal_rate, float(c.axis or 0)))
     runner.store.set_fact("persona_coeff", best.axis)

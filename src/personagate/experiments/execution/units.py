@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from personagate.conversations import TurnSpans
 from personagate.directions import Direction
 from personagate.experiments.design import names as g
 from personagate.experiments.storage.records import NONFINITE_TEXT, Row
@@ -23,6 +24,7 @@ from personagate.generation import Decoding, generate_grid, next_token_logits_gr
 from personagate.interventions import Program
 from personagate.likelihood import continuation_logliks, mean_loglik, unsteered_logliks
 from personagate.models.loading import ChatModel
+from personagate.prefill import PrefixCache
 from personagate.scoring.coherence import CoherenceRule, label
 from personagate.scoring.first_token import RefusalTokens
 from personagate.scoring.phrases import is_refusal
@@ -44,6 +46,7 @@ class Unit:
     prompt_set: str
     programs: tuple[tuple[str, int, dict[str, Any]], ...]
     items: tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]
+    spans: tuple[TurnSpans, ...] | None = None  # conversation prompts: where each item's turns lie
 
     @property
     def label(self) -> str:
@@ -61,8 +64,15 @@ class Settings:
     rule: CoherenceRule
 
 
-def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: Unit, settings: Settings) -> list[Row]:
-    """The rows of one unit (deterministic: greedy decoding, fixed batches)."""
+def compute(
+    chat: ChatModel,
+    directions: dict[int, dict[str, Direction]],
+    unit: Unit,
+    settings: Settings,
+    prefix_cache: PrefixCache | None = None,
+) -> list[Row]:
+    """The rows of one unit (deterministic: greedy decoding, fixed batches). ``prefix_cache`` keeps
+    shared prompt prefixes (a conversation's history) from one unit to the next."""
     programs = [Program.from_table(table, name).bind(directions[resample]) for name, resample, table in unit.programs]
     names = [name for name, _, _ in unit.programs]
     if unit.kind == "guard":
@@ -71,7 +81,14 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
     ids = [list(prompt) for _, prompt, _ in unit.items]
     prompt_ids = [i for i, _, _ in unit.items]
     if unit.kind == "first_token":
-        logits = next_token_logits_grid(chat, programs, ids, batch_size=len(programs) * len(ids))
+        logits = next_token_logits_grid(
+            chat,
+            programs,
+            ids,
+            batch_size=len(programs) * len(ids),
+            spans=list(unit.spans) if unit.spans is not None else None,
+            prefix_cache=prefix_cache,
+        )
         rows = []
         for name, values in zip(names, logits, strict=True):
             scores = tokens.margin(values).tolist()
@@ -88,6 +105,8 @@ def compute(chat: ChatModel, directions: dict[int, dict[str, Direction]], unit: 
         chat,
         dict(zip(names, programs, strict=True)),
         ids,
+        spans=list(unit.spans) if unit.spans is not None else None,
+        prefix_cache=prefix_cache,
         decoding=Decoding(
             max_new_tokens=settings.screen_tokens if screen else settings.max_new_tokens,
             batch_size=len(programs) * len(ids),
@@ -145,13 +164,15 @@ def cut(
     items: Sequence[tuple[int, tuple[int, ...], tuple[int, ...]]],
     prompts_per_unit: int,
     rows_per_unit: int,
+    spans: Sequence[TurnSpans] | None = None,
 ) -> list[Unit]:
     """Units of at most ``prompts_per_unit`` prompts and ``rows_per_unit`` rows (conditions x prompts),
     conditions kept in order so that neighbours (which share early blocks) share a batch."""
     out = []
     for start in range(0, len(items), prompts_per_unit):
         chunk = tuple(items[start : start + prompts_per_unit])
+        chunk_spans = tuple(spans[start : start + prompts_per_unit]) if spans is not None else None
         per_unit = max(1, rows_per_unit // len(chunk))
         for first in range(0, len(programs), per_unit):
-            out.append(Unit(kind, prompt_set, tuple(programs[first : first + per_unit]), chunk))
+            out.append(Unit(kind, prompt_set, tuple(programs[first : first + per_unit]), chunk, chunk_spans))
     return out

@@ -148,6 +148,13 @@ class RunStore:
         row = self.db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def facts_under(self, prefix: str) -> dict[str, Any]:
+        """Every fact whose key starts with ``prefix:``, by the rest of its key."""
+        rows = self.db.execute(
+            "SELECT key, value FROM facts WHERE substr(key, 1, ?) = ?", (len(prefix) + 1, prefix + ":")
+        )
+        return {key[len(prefix) + 1 :]: json.loads(value) for key, value in rows}
+
     # --- conditions and rows ----------------------------------------------------------------------
 
     def add_condition(self, condition: StoredCondition) -> None:

@@ -1,0 +1,151 @@
+"""The multi-turn family's stage: its nulls, its arms, the persona projection at every probe turn,
+and the drift turn by turn (issue 22; arms in ``design.multiturn``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from personagate.activations import second_moments
+from personagate.directions import Direction, energy_matched_direction
+from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.layout import Layout
+from personagate.experiments.design.multiturn import Histories, multiturn_conditions, null_key
+from personagate.experiments.design.names import (
+    DRIFT_FACT,
+    HARMFUL,
+    HARMFUL_VAL,
+    PROJECTION_FACT,
+    Role,
+    multiturn_system,
+)
+from personagate.experiments.execution.artifacts import VectorCache
+from personagate.experiments.execution.runner import StudyRunner
+from personagate.extraction import turn_projections
+from personagate.generation import check_context
+from personagate.interventions import Program, steer
+from personagate.prefill import PrefixCache, prefill
+
+
+def run_multiturn(runner: StudyRunner, layout: Layout, coeff: float) -> None:
+    spec = runner.spec
+    if not spec.multiturn.enabled:
+        return
+    runner.directions[0].update(multiturn_nulls(runner, layout))
+    conditions = multiturn_conditions(spec, layout, coeff)
+    runner.measure(conditions, "multi-turn")
+    persona_readout(runner, [c for c in conditions if c.role == Role.MULTITURN], layout.injection)
+    for form in spec.multiturn.forms:
+        drift(runner, form, layout)
+
+
+def check_multiturn_fits(runner: StudyRunner) -> None:
+    """The longest conversation, with the longest probe and a full reply, fits the model's context:
+    checked when the run starts, not when the family's turn comes."""
+    spec = runner.spec
+    if not spec.multiturn.enabled:
+        return
+    longest = max(spec.multiturn.exchanges)
+    for form in spec.multiturn.forms:
+        ids = runner.ids(HARMFUL, multiturn_system(form, longest))
+        check_context(runner.chat, ids, spec.generation.max_new_tokens)
+
+
+def multiturn_nulls(runner: StudyRunner, layout: Layout) -> dict[str, Direction]:
+    """Per form, random directions carrying as much of the stream at the probe turns of its longest
+    conversations (validation prompts, late window layers) as the persona direction does: what the
+    knockout removes there, matched."""
+    spec = runner.spec
+    longest = max(spec.multiturn.exchanges)
+    layers = list(range(*layout.late))
+    cache = VectorCache(runner.store.path / "vectors", spec, runner.chat)
+    persona = runner.directions[0]["persona"]
+    out: dict[str, Direction] = {}
+    for form in spec.multiturn.forms:
+        keys = [null_key(form, seed) for seed in range(spec.multiturn.null_seeds)]
+        if all(cache.has("r0", key) for key in keys):
+            out.update({key: cache.get("r0", key, _unreachable) for key in keys})
+            continue
+        system = multiturn_system(form, longest)
+        spans = runner.spans(HARMFUL_VAL, system) or []
+        moments = second_moments(
+            runner.chat,
+            runner.ids(HARMFUL_VAL, system),
+            layers,
+            batch_size=runner.batch,
+            progress=runner.progress,
+            desc=f"stream energy {form}",
+            spans=[(s.probe_start, s.ends[-1]) for s in spans],
+        )
+        for seed, key in enumerate(keys):
+            out[key] = cache.get(
+                "r0",
+                key,
+                lambda seed=seed, key=key, moments=moments: energy_matched_direction(
+                    persona, moments, seed, n_layers=runner.n_layers, name=key
+                ),
+            )
+    return out
+
+
+def persona_readout(runner: StudyRunner, conditions: Sequence[Condition], layer: int) -> None:
+    """The persona direction's projection at each probe's last token (where the reply is predicted),
+    at ``layer``, per condition: a run-store fact. The shared history is prefilled once per batch."""
+    persona = runner.directions[0]["persona"].unit_at(layer)
+    for c in conditions:
+        key = f"{PROJECTION_FACT}:{c.name}"
+        if runner.store.fact(key) is not None:
+            continue
+        ids = runner.ids(HARMFUL, c.system)
+        spans = runner.spans(HARMFUL, c.system)
+        values = last_token_stream(runner, ids, spans, layer) @ persona
+        runner.store.set_fact(key, {"layer": layer, "values": [round(float(v), 5) for v in values]})
+
+
+def last_token_stream(runner: StudyRunner, ids: list[list[int]], spans: list | None, layer: int) -> torch.Tensor:
+    """resid_pre[layer] at each prompt's last token, ``[n, d]``, the shared prefix computed once per batch."""
+    chat = runner.chat
+    block = chat.adapter.get_blocks(chat.model)[layer]
+    out = torch.zeros((len(ids), chat.hidden_size))
+    seen: list[torch.Tensor] = []
+    handle = block.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"])[:, -1].float()),
+        with_kwargs=True,
+    )
+    cache = PrefixCache()
+    try:
+        with steer(chat, Program()) as steering, torch.inference_mode():
+            for start in range(0, len(ids), runner.batch):
+                batch = list(range(start, min(start + runner.batch, len(ids))))
+                seen.clear()
+                batch_spans = [spans[i] for i in batch] if spans else None
+                prefill(chat, [ids[i] for i in batch], steering, spans=batch_spans, prefix_cache=cache)
+                out[batch] = seen[-1].cpu()  # the last pass is the one that ends at the prompts' last tokens
+    finally:
+        handle.remove()
+    return out
+
+
+def drift(runner: StudyRunner, form: str, layout: Layout) -> None:
+    """The persona (at the injection layer) and refusal (at the late window's first layer) projections
+    at the last token of every turn of the longest conversation: the history is the same for every
+    probe, so one probe shows the drift (the probe turn itself varies: see ``persona_readout``)."""
+    key = f"{DRIFT_FACT}:{form}"
+    if runner.store.fact(key) is not None:
+        return
+    spec = runner.spec
+    longest = max(spec.multiturn.exchanges)
+    histories = Histories.of(spec)
+    probe = runner.texts(HARMFUL)[0]
+    encoded = runner.formatter().encode_conversation(histories.conversation(form, longest, probe))
+    layers = {"persona": layout.injection, "refusal": layout.late[0]}
+    fact: dict = {"roles": list(encoded.spans.roles), "layers": layers}
+    for name, layer in layers.items():
+        (values,) = turn_projections(runner.chat, [encoded], runner.directions[0][name], progress=False)
+        fact[name] = [round(float(v), 5) for v in values[:, layer]]
+    runner.store.set_fact(key, fact)
+
+
+def _unreachable() -> Direction:
+    raise AssertionError("checked with cache.has")
