@@ -22,9 +22,14 @@ def test_defaults_are_typed_sections():
     assert spec.scoring.judge == "" and spec.protocol == "v3"
     assert {"model", "prompts", "persona", "reintroduce", "windows", "verdicts", "findings"} <= set(spec.to_dict())
     ids = ["persona_suppresses", "persona_specific", "reintroduce_late", "window_restores", "random_does_not"]
+    ids += [f"{k}_{form}" for k in ("conversation_erodes", "projection_tracks", "knockout_restores") for form in FORMS]
     assert [f.id for f in spec.findings] == ids
+    assert [f.frame for f in spec.findings if f.frame] == [*FORMS, *FORMS, *FORMS]
     assert {f.kind for f in spec.findings} == {"as claimed", "specific"}
     assert spec.prompts.n_test >= 100 and spec.windows.random_seeds >= 20
+
+
+FORMS = ("roleplay", "history")
 
 
 def test_v1_is_a_named_protocol():

@@ -287,3 +287,33 @@ def test_a_judge_named_in_the_spec_labels_generated_replies(study_dir, tmp_path,
     for path in out.rglob("*"):
         if path.is_file():
             assert b"sk-never-stored" not in path.read_bytes(), path
+
+
+def test_the_multiturn_family_alone(study_dir, tmp_path, capsys):
+    """multiturn.only: vectors and the coefficient chosen on validation, then the conversations alone;
+    the drift and the probe-turn projections recorded, the family's plots in the report."""
+    spec = tmp_path / "only.toml"
+    text = (study_dir / "spec.toml").read_text().replace("[multiturn]\n", "[multiturn]\nonly = true\n")
+    text = text.replace('refusal = "refusal', f'refusal = "{study_dir}/refusal')
+    spec.write_text(text.replace('persona = "persona', f'persona = "{study_dir}/persona'))
+    out = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    groups = {r["group"] for r in summary(out)}
+    assert groups == {"baseline", "persona_sweep", "multiturn"}
+    with sqlite3.connect(out / "run.sqlite") as db:
+        facts = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM facts")}
+    for form in ("roleplay", "history"):
+        drift = facts[f"multiturn_drift:{form}"]
+        assert drift["roles"] == ["user", "assistant", "user", "assistant", "user"] and len(drift["persona"]) == 5
+        assert len(facts[f"multiturn_projection:{form} k=2"]["values"]) == 6
+    with open(out / "verdicts.csv", newline="") as f:
+        verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
+    assert {v["finding"] for v in verdicts if "not measured in this scope" in v["detail"]} == {
+        "persona_suppresses",
+        "persona_specific",
+        "reintroduce_late",
+        "window_restores",
+        "random_does_not",
+    }
+    page = (out / "report.html").read_text()
+    assert "Multi-turn (roleplay)" in page and "Drift (history)" in page

@@ -2,11 +2,9 @@
 
 Rows are written one batch per transaction with (condition, prompt_set, prompt_id) as the primary
 key, so a run killed at any moment loses at most the batch in flight and never records one twice;
-re-running the same command skips what is already there.
-
-A store is never trusted blindly: an empty, truncated, garbage or foreign ``run.sqlite`` is reported
-in one line and left as it is (never rebuilt over, never exported over), and a lock file refuses a
-second run writing into the same directory at once.
+re-running the same command skips what is already there. A store is never trusted blindly: an empty,
+truncated, garbage or foreign ``run.sqlite`` is reported in one line and left as it is (never rebuilt
+over, never exported over), and a lock file refuses a second run writing into the same directory.
 """
 
 from __future__ import annotations
@@ -150,10 +148,9 @@ class RunStore:
 
     def facts_under(self, prefix: str) -> dict[str, Any]:
         """Every fact whose key starts with ``prefix:``, by the rest of its key."""
-        rows = self.db.execute(
-            "SELECT key, value FROM facts WHERE substr(key, 1, ?) = ?", (len(prefix) + 1, prefix + ":")
-        )
-        return {key[len(prefix) + 1 :]: json.loads(value) for key, value in rows}
+        n = len(prefix) + 1
+        rows = self.db.execute("SELECT key, value FROM facts WHERE substr(key, 1, ?) = ?", (n, prefix + ":"))
+        return {key[n:]: json.loads(value) for key, value in rows}
 
     # --- conditions and rows ----------------------------------------------------------------------
 
