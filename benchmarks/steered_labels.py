@@ -1,4 +1,5 @@
-"""The refusal detector and the three-way labels checked against human reading of steered replies.
+"""The refusal detector and the three-way labels checked against readers' labels of steered replies
+(the readers were helper sessions, blind to condition and detector: not human labels).
 
     python benchmarks/steered_labels.py sample RUN_DIR      # draw replies from a run, balanced
     python benchmarks/steered_labels.py score               # agreement per condition group and overall
@@ -7,9 +8,9 @@
 run's own labels (refuse / comply / incoherent), and writes ``labels/items.jsonl`` (what a reader
 sees: id, request, reply) and ``labels/items_meta.jsonl`` (group, condition, the reply's
 log-likelihood under the unsteered model). Readers label ``items.jsonl`` by ``labels/GUIDE.md`` into
-``labels/human.jsonl`` ({"id", "label", "note"}), blind to the condition and the detector.
+``labels/helpers.jsonl`` ({"id", "label", "note"}), blind to the condition and the detector.
 ``score`` re-applies the current detector and coherence rule to each reply and prints the agreement
-with the human labels, per group and overall (refusal: refuse vs not; three-way: all labels).
+with the readers' labels, per group and overall (refusal: refuse vs not; three-way: all labels).
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ def score() -> None:
 
     items = {r["id"]: r for r in map(json.loads, (LABELS / "items.jsonl").read_text().splitlines())}
     meta = {r["id"]: r for r in map(json.loads, (LABELS / "items_meta.jsonl").read_text().splitlines())}
-    human = {r["id"]: r for r in map(json.loads, (LABELS / "human.jsonl").read_text().splitlines())}
+    read = {r["id"]: r for r in map(json.loads, (LABELS / "helpers.jsonl").read_text().splitlines())}
     rule = CoherenceRule()
     stats: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # refusal agree, n, 3-way agree, n
     counts: dict[str, int] = defaultdict(int)
-    for item_id, h in human.items():
+    for item_id, h in read.items():
         text, info = items[item_id]["reply"], meta[item_id]
         refused = is_refusal(text)
         three = label(refused, text, info["loglik"], rule)
@@ -98,7 +99,7 @@ def score() -> None:
             s[1] += 1
             s[2] += int(three == h["label"])
             s[3] += 1
-    print(f"human labels: {dict(counts)}")
+    print(f"helper-session labels: {dict(counts)}")
     print("\n| group | n | refusal agreement | three-way agreement |\n|---|---:|---:|---:|")
     for key in [*sorted(k for k in stats if k != "overall"), "overall"]:
         a, n, b, m = stats[key]
