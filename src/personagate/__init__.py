@@ -1,6 +1,7 @@
 """personagate: find a chat model's refusal and compliant-persona directions, intervene, measure refusal."""
 
 from personagate._version import __version__
+from personagate.conversations import Conversation, load_conversations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.generation import Completion, Decoding, generate, next_token_logits
@@ -17,6 +18,7 @@ __all__ = [
     "ChatModel",
     "Clamp",
     "Completion",
+    "Conversation",
     "Decoding",
     "Direction",
     "PersonagateError",
@@ -25,6 +27,7 @@ __all__ = [
     "Window",
     "__version__",
     "generate",
+    "load_conversations",
     "load_model",
     "next_token_logits",
     "steer",
