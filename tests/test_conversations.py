@@ -263,3 +263,17 @@ def test_cached_history_gives_the_logits_of_recomputing_it(qwen):
             out.append(prefill(qwen, ids, steering, spans=spans, **kwargs).logits)
     assert cache.hits == 1 and cache.misses == 1
     assert torch.equal(out[0], out[1]) and torch.allclose(out[0], out[2], atol=1e-4, rtol=1e-4)
+
+
+def test_reply_likelihoods_after_a_shared_history_equal_one_forward_each(qwen):
+    from personagate.likelihood import continuation_logliks, unsteered_logliks
+    from personagate.prefill import PrefixCache
+
+    encoded = _conversations(qwen, 2)
+    items = [(e.ids, [40 + i, 41, 42]) for i, e in enumerate(encoded)] + [(encoded[0].ids, [60])]
+    cache = PrefixCache()
+    cached = [unsteered_logliks(qwen, items, batch_size=2, prefix_cache=cache) for _ in range(2)]
+    plain = continuation_logliks(qwen, items, batch_size=1)
+    for a, b, want in zip(*cached, plain, strict=True):
+        assert a[1] == b[1] == want[1] and a[0] == pytest.approx(want[0], abs=1e-3) and a[0] == b[0]
+    assert cache.hits >= 1  # the second call reused the history the first one computed

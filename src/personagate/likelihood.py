@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import torch
 
 from personagate.interventions import Program, steer
-from personagate.models.forward import new_cache, run_model, run_model_tail
+from personagate.models.forward import run_model_tail
 from personagate.models.loading import ChatModel
+from personagate.prefill import PrefixCache, prefill
 from personagate.prompts import left_pad
 
 # Logit elements (batch x positions x vocabulary) computed at once: 2^27 floats = 512 MB in fp32.
@@ -93,12 +94,15 @@ def mean_loglik(results: Sequence[tuple[float, int]]) -> list[float]:
 
 
 @torch.inference_mode()
-def unsteered_logliks(chat: ChatModel, items: Sequence[Item], *, batch_size: int = 16) -> list[tuple[float, int]]:
+def unsteered_logliks(
+    chat: ChatModel, items: Sequence[Item], *, batch_size: int = 16, prefix_cache: PrefixCache | None = None
+) -> list[tuple[float, int]]:
     """``continuation_logliks`` for the unsteered model, each distinct context run once: replies of many
     conditions to the same prompt share the prompt's keys and values, and only the replies run per row.
 
-    Contexts are left-padded and prefilled into a cache, the cache is widened to the rows, and the
-    continuations follow right-padded (a padded tail cannot change what precedes it).
+    Contexts are prefilled into a cache (what they share, such as a conversation's history, once, and
+    kept in ``prefix_cache`` when given), the cache is widened to the rows, and the continuations
+    follow right-padded (a padded tail cannot change what precedes it).
     """
     if any(len(context) == 0 for context, _ in items):
         raise ValueError("every item needs at least one context token")
@@ -111,26 +115,19 @@ def unsteered_logliks(chat: ChatModel, items: Sequence[Item], *, batch_size: int
         for i in batch:
             if tuple(items[i][0]) not in contexts:
                 contexts.append(tuple(items[i][0]))
-        padded = left_pad([list(c) for c in contexts], pad, chat.device)
-        cache = new_cache(chat.model)
-        first = run_model(
-            chat.model,
-            input_ids=padded.input_ids,
-            attention_mask=padded.attention_mask,
-            position_ids=padded.position_ids,
-            cache=cache,
-        )
+        with steer(chat, Program()) as steering:  # no edits: for the shared-prefix prefill only
+            prefilled = prefill(chat, [list(c) for c in contexts], steering, prefix_cache=prefix_cache)
+        first, cache = prefilled.logits, prefilled.cache
         which = torch.tensor([contexts.index(tuple(items[i][0])) for i in batch], device=chat.device)
         cache.batch_select_indices(which)
         width = max(len(items[i][1]) for i in batch)
         tokens = torch.full((len(batch), width), pad, dtype=torch.long, device=chat.device)
-        tail_mask = torch.zeros((len(batch), width), dtype=padded.attention_mask.dtype, device=chat.device)
+        tail_mask = torch.zeros((len(batch), width), dtype=prefilled.mask.dtype, device=chat.device)
         for row, i in enumerate(batch):
             tokens[row, : len(items[i][1])] = torch.tensor(list(items[i][1]), device=chat.device)
             tail_mask[row, : len(items[i][1])] = 1
-        mask = torch.cat([padded.attention_mask[which], tail_mask], dim=1)
-        lengths = padded.attention_mask.sum(-1)[which].unsqueeze(-1)
-        positions = lengths + torch.arange(width, device=chat.device).unsqueeze(0)
+        mask = torch.cat([prefilled.mask[which], tail_mask], dim=1)
+        positions = prefilled.last_position[which] + 1 + torch.arange(width, device=chat.device).unsqueeze(0)
         logits = run_model_tail(
             chat.model, width, input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache
         )

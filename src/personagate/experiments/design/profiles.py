@@ -24,7 +24,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "persona": {"random_adds": [0, 1]},
     "reintroduce": {"layer_stride": 8},
     "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 1},
-    "multiturn": {"null_seeds": 2},
+    "multiturn": {"null_seeds": 2, "probes": 4},
     "generation": {
         "max_new_tokens": 32,
         "refusal_token_prompts": 12,

@@ -119,7 +119,10 @@ def compute(
     # generated and screened replies alike: refuse / comply / incoherent (the screen's 8 tokens too, so a
     # screened arm can carry a verdict; its likelihood is taken on what was generated)
     likelihood = unsteered_logliks(
-        chat, [(ids[row], reply.tokens[:REPLY_TOKENS]) for _, row, reply in replies], batch_size=2 * settings.batch_size
+        chat,
+        [(ids[row], reply.tokens[:REPLY_TOKENS]) for _, row, reply in replies],
+        batch_size=2 * settings.batch_size,
+        prefix_cache=prefix_cache,
     )
     rows = []
     for (name, row, reply), loglik in zip(replies, mean_loglik(likelihood), strict=True):
