@@ -274,3 +274,23 @@ def test_bad_conversations_exit_2_before_the_model_loads(model_dir, tmp_path, ca
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.startswith("personagate: error:")]
     assert len(lines) == 1 and message in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--prompt", "Hi", "--add", "VEC/persona.safetensors,1,1,probe"], "pass --conversation"),
+        (["--prompt", "Hi", "--readout-layer", "1"], "--readout-layer needs --readout"),
+    ],
+)
+def test_conversation_flags_without_a_conversation_fail_before_loading(
+    model_dir, vectors, capsys, monkeypatch, extra, message
+):
+    import personagate.models
+
+    monkeypatch.setattr(
+        personagate.models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))
+    )
+    extra = [str(e).replace("VEC", str(vectors)) for e in extra]
+    code, _, err = run(["generate", "--model", model_dir, "--quiet", *extra], capsys)
+    assert code == 2 and message in err, err

@@ -175,6 +175,16 @@ def test_a_messages_file_round_trips(tmp_path):
         ({"messages": [{"role": "tool", "content": "a"}]}, "role 'tool'"),
         ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "text 'content'"),
         ({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}]}, "only the first"),
+        (  # messages are numbered as in the file, the system message included
+            {
+                "messages": [
+                    {"role": "system", "content": "s"},
+                    {"role": "user", "content": "a"},
+                    {"role": "user", "content": "b"},
+                ]
+            },
+            "message 3 is from the user",
+        ),
         ({"prompt": "a"}, "expected an object"),
         ("{not json", "not JSON"),
     ],
@@ -277,3 +287,23 @@ def test_reply_likelihoods_after_a_shared_history_equal_one_forward_each(qwen):
     for a, b, want in zip(*cached, plain, strict=True):
         assert a[1] == b[1] == want[1] and a[0] == pytest.approx(want[0], abs=1e-3) and a[0] == b[0]
     assert cache.hits >= 1  # the second call reused the history the first one computed
+
+
+def test_a_cache_entry_is_computed_alone_whatever_ran_before(qwen):
+    """Every entry is the prefix run by itself: a unit gives the same logits whether its history came
+    from the cache or was computed in this very batch, with any other programs beside it."""
+    from personagate.prefill import PrefixCache
+
+    encoded = _conversations(qwen, 2)
+    ids, spans = [e.ids for e in encoded], [e.spans for e in encoded]
+    d = direction(qwen)
+    programs = [Program(), Program([Ablate(d, "2:4", scope="probe")]), Program([Add(d, 2.0, 1)])]
+    out = []
+    for cache in (PrefixCache(), PrefixCache(), None):
+        if cache is not None and not out:  # warm the first cache with another batch first
+            with steer(qwen, programs) as steering, torch.inference_mode():
+                prefill(qwen, ids[:2], steering, [2, 0], spans=spans[:2], prefix_cache=cache)
+        with steer(qwen, programs) as steering, torch.inference_mode():
+            out.append(prefill(qwen, ids, steering, [0, 1, 2], spans=spans, prefix_cache=cache).logits)
+    assert torch.equal(out[0], out[1])  # cached or fresh: bit for bit
+    assert torch.allclose(out[0], out[2], atol=1e-4, rtol=1e-4)

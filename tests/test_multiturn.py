@@ -185,6 +185,16 @@ def test_a_knockout_no_better_than_random_directions_does_not_reproduce(tmp_path
     assert knockout.outcome == "not reproduced" and "95th percentile" in knockout.detail
 
 
+def test_the_family_carries_no_resample_verdicts(tmp_path):
+    laid = LaidOut()
+    _family(laid, "roleplay", {0: 90, 1: 80, 2: 60, 4: 40, 8: 20})
+    with laid.store(tmp_path) as store:
+        results = Results.of(store)
+    framed = [v for v in results.verdicts if v.finding.endswith(FORMS)]
+    assert framed and {v.scope for v in framed} == {"main"}
+    assert any(v.scope != "main" for v in results.verdicts)  # the other findings still have theirs
+
+
 def test_too_few_random_directions_cannot_decide(tmp_path):
     laid = LaidOut()
     _family(laid, "roleplay", {0: 90, 1: 80, 2: 60, 4: 40, 8: 20})

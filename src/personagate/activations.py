@@ -260,7 +260,7 @@ def turn_activations(
             select[row, [pad + t for t in span.last_tokens]] = True
         if steering is not None:
             steering.set_prompt_length(width)
-            steering.set_turns(turn_masks(spans, 0, batch.pad_lengths, width))
+            steering.set_turns(turn_masks(spans, 0, batch.pad_lengths, width), batch.input_ids.device)
             steering.set_rows([0] * len(indices), batch.input_ids.device)
         acts, _ = _record(chat, batch, select)
         counts = [len(s.last_tokens) for s in spans]

@@ -86,15 +86,17 @@ class Conversation:
         return head + [{"role": m.role, "content": m.content} for m in self.turns]
 
 
-def _turn_problem(turns: Sequence[Message]) -> str | None:
+def _turn_problem(turns: Sequence[Message], first: int = 1) -> str | None:
+    """What is wrong with the turns, numbering messages from ``first`` (2 after a system message)."""
     if not turns:
         return "no messages; a conversation ends with the user's message"
     for index, message in enumerate(turns):
         expected = "user" if index % 2 == 0 else "assistant"
+        number = index + first
         if message.role != expected:
-            return f"message {index + 1} is from the {message.role}, expected the {expected} (user first, then in turn)"
+            return f"message {number} is from the {message.role}, expected the {expected} (user first, then in turn)"
         if not isinstance(message.content, str) or not message.content.strip():
-            return f"message {index + 1} ({message.role}) is empty"
+            return f"message {number} ({message.role}) is empty"
     if turns[-1].role != "user":
         return "the last message is the assistant's; a conversation ends with the user's probe"
     return None
@@ -123,7 +125,7 @@ def from_messages(messages: Any, where: str = "conversation") -> Conversation:
         if role not in ("user", "assistant"):
             raise PersonagateError(f"{where}: message {index + 1} has role {role!r}; expected user or assistant")
         turns.append(Message(role, content))
-    problem = _turn_problem(turns)
+    problem = _turn_problem(turns, 2 if system is not None else 1)
     if problem:
         raise PersonagateError(f"{where}: {problem}")
     return Conversation(tuple(turns), system)

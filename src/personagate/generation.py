@@ -261,6 +261,7 @@ def next_token_logits_grid(
     """First-reply-token logits of every prompt under every program: one ``[n_prompts, vocab]`` float32
     tensor per program, as ``next_token_logits`` gives, with the programs side by side in a batch so
     that the blocks before the layer where they part ways run once per prompt."""
+    check_spans(token_lists, spans)
     rows = [(k, i) for i in range(len(token_lists)) for k in range(len(programs))]
     row_tokens = [token_lists[i] for _, i in rows]
     out: list[list[torch.Tensor | None]] = [[None] * len(token_lists) for _ in programs]

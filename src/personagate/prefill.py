@@ -180,7 +180,8 @@ def prefill(
         shared = shared if shared >= MIN_SHARED_PREFIX else 0
     rest = left_pad([t[shared:] for t in token_lists], chat.tokenizer.pad_token_id, chat.device)
     steering.set_prompt_length(shared + rest.input_ids.shape[1])
-    steering.set_turns(turn_masks(spans, shared, rest.pad_lengths, rest.input_ids.shape[1]) if spans else None)
+    masks = turn_masks(spans, shared, rest.pad_lengths, rest.input_ids.shape[1]) if spans else None
+    steering.set_turns(masks, chat.device)
     rows = len(token_lists)
     programs = list(row_programs) if row_programs is not None else [0] * rows
     groups = sorted(set(programs))
@@ -222,23 +223,27 @@ def _prefill_header(
     cache: PrefixCache | None,
 ) -> None:
     """The shared prefix's keys and values for each program of the batch (``header`` row ``i`` for
-    ``groups[i]``): from the cache where it has them, the rest run once in one batch."""
+    ``groups[i]``). With a cache, each distinct entry (prefix, what the program does to it) is run
+    alone, once, and kept: a unit's rows then never depend on which units ran before it (a resumed or
+    retried unit reproduces its tokens), and programs that leave the prefix alone share one entry."""
     if cache is None or not all(type(layer) is DynamicLayer for layer in header.layers):
         _run_prefix(chat, header, prefix, groups, list(range(len(groups))), programs, steering)
         return
     keys = [(tuple(prefix), steering.prefix_identity(g)) for g in groups]
-    known = {i: cache.get(key) for i, key in enumerate(keys)}
-    missing = [i for i, entry in known.items() if entry is None]
-    if missing:
-        computed = new_cache(chat.model)
-        _run_prefix(chat, computed, prefix, groups, missing, programs, steering)
-        for row, i in enumerate(missing):
-            entry = [(layer.keys[row : row + 1], layer.values[row : row + 1]) for layer in computed.layers]
-            cache.put(keys[i], entry)
-            known[i] = entry
+    entries: dict[Hashable, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for i, key in enumerate(keys):
+        if key in entries:
+            continue
+        entry = cache.get(key)
+        if entry is None:
+            computed = new_cache(chat.model)
+            _run_prefix(chat, computed, prefix, groups, [i], programs, steering)
+            entry = [(layer.keys.clone(), layer.values.clone()) for layer in computed.layers]
+            cache.put(key, entry)
+        entries[key] = entry
     for layer, target in enumerate(header.layers):  # every group's entry, in group order
-        entries = [known[i][layer] for i in range(len(groups))]  # type: ignore[index]
-        target.update(torch.cat([k for k, _ in entries]), torch.cat([v for _, v in entries]))
+        parts = [entries[key][layer] for key in keys]
+        target.update(torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts]))
 
 
 def _run_prefix(

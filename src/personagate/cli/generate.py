@@ -53,6 +53,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from personagate.conversations import MAX_CONVERSATION_CHARS, load_conversations
+    from personagate.interventions.edits import CONVERSATION_SCOPES
     from personagate.outputs import check_output_file
     from personagate.program_files import load_prompts_or_flags, program_from_args
     from personagate.prompts import MAX_PROMPT_CHARS
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
             args.prompt, args.prompts, args.field, args.max_prompt_chars or MAX_PROMPT_CHARS
         )
     program = program_from_args(args.program, getattr(args, "ops", None) or [])
+    scoped = sorted({op.scope for op in program.ops if getattr(op, "scope", "all") in CONVERSATION_SCOPES})
+    if scoped and conversations is None:
+        raise PersonagateError(f"scope {scoped[0]!r} covers turns of a conversation; pass --conversation FILE.jsonl")
+    if args.readout_layer is not None and not args.readout:
+        raise PersonagateError("--readout-layer needs --readout DIRECTION")
     readouts = [_direction(path) for path in args.readout]
     if args.out:
         check_output_file(args.out)
@@ -76,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if conversations is not None:
         _check_context_before_loading(args, conversations, system)
     chat = common.load(args)
+    if args.readout_layer is not None and not 0 <= args.readout_layer < chat.n_layers:
+        raise PersonagateError(f"--readout-layer {args.readout_layer} is outside the model's {chat.n_layers} layers")
     return _generate(args, chat, program, prompts, conversations, readouts, system)
 
 
@@ -149,8 +157,6 @@ def _generate(
     ]
     if encoded is not None:
         layer = args.readout_layer if args.readout_layer is not None else chat.n_layers // 2
-        if not 0 <= layer < chat.n_layers:
-            raise PersonagateError(f"--readout-layer {layer} is outside the model's {chat.n_layers} layers")
         for row, e in zip(rows, encoded, strict=True):
             row["turns"] = len(e.spans.roles)
         for direction in readouts:

@@ -69,8 +69,11 @@ class Steering:
         the unsteered keys and values serve it; else its edits."""
         return self._prefix_identities[program]
 
-    def set_turns(self, masks: dict[str, torch.Tensor] | None) -> None:
-        """Per row, the prompt positions (in cache coordinates) of each conversation scope; None: no conversation."""
+    def set_turns(self, masks: dict[str, torch.Tensor] | None, device: torch.device | None = None) -> None:
+        """Per row, the prompt positions (in cache coordinates) of each conversation scope; None: no
+        conversation. Moved to ``device`` once, not at every hook call."""
+        if masks is not None and device is not None:
+            masks = {scope: mask.to(device) for scope, mask in masks.items()}
         self._turns, self._turn_rows = masks, None
 
     def keep(self, index: torch.Tensor) -> None:

@@ -48,6 +48,8 @@ def compute_verdicts(
     for scope in scopes:
         done: dict[str, Verdict] = {}
         for finding in spec.findings:
+            if finding.frame and scope.label != "main":
+                continue  # the multi-turn family is measured on resample 0 only: no resample verdicts
             verdict = _with_sensitivity(scope, finding)
             verdict.kind = finding.kind
             required = done.get(finding.requires)

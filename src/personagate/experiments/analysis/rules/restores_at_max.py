@@ -64,7 +64,7 @@ def restores_at_max(scope: Scope, finding: Finding) -> Verdict:
         if null
         else "; no coherent random direction"
     )
-    if why := scope.incoherent_arm(treated):
+    if why := scope.incoherent_arm(treated) or scope.incoherent_arm(longest):
         return v.inconclusive(INCOHERENT_ARM, why)
     observed = scope.rate(treated) - base
     if diff.ci_high < s.margin or (len(null) >= s.min_seeds and observed <= bar):
