@@ -20,7 +20,7 @@ else:  # pragma: no cover
 # resamples (its verdicts say when they are underpowered).
 QUICK: dict[str, dict[str, Any]] = {
     "prompts": {"n_val": 8, "n_test": 12, "n_train": 24, "n_safe": 4, "n_neutral": 4},
-    "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0, 1]},
+    "directions": {"refusal_positions": 1, "refusal_layer_stride": 4, "persona_questions": 8, "resamples": [0]},
     "persona": {"random_adds": [0, 1]},
     "reintroduce": {"layer_stride": 8},
     "windows": {"width": 0.34, "stride": 0.34, "random_seeds": 2, "side_seeds": 1},
