@@ -307,3 +307,17 @@ def test_a_cache_entry_is_computed_alone_whatever_ran_before(qwen):
             out.append(prefill(qwen, ids, steering, [0, 1, 2], spans=spans, prefix_cache=cache).logits)
     assert torch.equal(out[0], out[1])  # cached or fresh: bit for bit
     assert torch.allclose(out[0], out[2], atol=1e-4, rtol=1e-4)
+
+
+def test_the_last_token_stream_with_a_shared_history_equals_a_full_pass(qwen):
+    from personagate.activations import last_token_activations, last_token_stream
+
+    formatter = ChatFormatter(qwen.tokenizer)
+    encoded = [formatter.encode_conversation(Conversation.of(HISTORY, probe)) for probe in PROBES]
+    ids, spans = [e.ids for e in encoded], [e.spans for e in encoded]
+    full = last_token_activations(qwen, ids, progress=False)
+    for layer in (1, qwen.n_layers - 1):
+        shared = last_token_stream(qwen, ids, layer, spans=spans, batch_size=2)  # two batches, one cached history
+        assert shared.shape == (len(PROBES), qwen.hidden_size)
+        assert torch.allclose(shared, full[:, layer], atol=1e-4, rtol=1e-4)
+        assert torch.allclose(last_token_stream(qwen, ids, layer), full[:, layer], atol=1e-4, rtol=1e-4)

@@ -15,12 +15,12 @@ import torch
 from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
-from personagate.conversations import EncodedConversation
+from personagate.conversations import EncodedConversation, TurnSpans
 from personagate.errors import PersonagateError
-from personagate.interventions import Steering
+from personagate.interventions import Program, Steering, steer
 from personagate.models.forward import run_model
 from personagate.models.loading import ChatModel
-from personagate.prefill import turn_masks
+from personagate.prefill import PrefixCache, prefill, turn_masks
 from personagate.prompts import PaddedBatch, left_pad, length_sorted_batches
 
 Positions = Literal["last", "post_instruction", "spans", "all"]
@@ -167,6 +167,39 @@ def last_token_activations(
         out[indices] = acts
 
     _capture(chat, token_lists, lambda b, i: _position_mask(b, "last", None, None), consume, batch_size, progress, desc)
+    return out
+
+
+def last_token_stream(
+    chat: ChatModel,
+    token_lists: Sequence[Sequence[int]],
+    layer: int,
+    *,
+    spans: Sequence[TurnSpans] | None = None,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """resid_pre[layer] at each prompt's last token, unsteered: ``[n_prompts, d]`` float32. Prompts
+    that share a history (``spans``) go through ``prefill``, which computes the history once for every
+    batch (kept in a ``PrefixCache``), so a family of long conversations costs its probes."""
+    block = chat.adapter.get_blocks(chat.model)[layer]
+    out = torch.zeros((len(token_lists), chat.hidden_size), dtype=torch.float32)
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        seen.append((args[0] if args else kwargs["hidden_states"])[:, -1].float())
+
+    handle = block.register_forward_pre_hook(hook, with_kwargs=True)
+    cache = PrefixCache()
+    try:
+        with steer(chat, Program()) as steering, torch.inference_mode():
+            for start in range(0, len(token_lists), batch_size):
+                batch = list(range(start, min(start + batch_size, len(token_lists))))
+                seen.clear()
+                batch_spans = [spans[i] for i in batch] if spans else None
+                prefill(chat, [token_lists[i] for i in batch], steering, spans=batch_spans, prefix_cache=cache)
+                out[batch] = seen[-1].cpu()  # the last pass is the one that ends at the prompts' last tokens
+    finally:
+        handle.remove()
     return out
 
 

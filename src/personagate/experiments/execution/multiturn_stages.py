@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from personagate.activations import second_moments
+from personagate.activations import last_token_stream, second_moments, turn_activations
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
@@ -22,10 +20,7 @@ from personagate.experiments.design.names import (
 )
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
-from personagate.extraction import turn_projections
 from personagate.generation import check_context
-from personagate.interventions import Program, steer
-from personagate.prefill import PrefixCache, prefill
 
 
 def run_multiturn(runner: StudyRunner, layout: Layout, coeff: float) -> None:
@@ -99,32 +94,8 @@ def persona_readout(runner: StudyRunner, conditions: Sequence[Condition], layer:
             continue
         ids = runner.ids(HARMFUL, c.system)
         spans = runner.spans(HARMFUL, c.system)
-        values = last_token_stream(runner, ids, spans, layer) @ persona
+        values = last_token_stream(runner.chat, ids, layer, spans=spans, batch_size=runner.batch) @ persona
         runner.store.set_fact(key, {"layer": layer, "values": [round(float(v), 5) for v in values]})
-
-
-def last_token_stream(runner: StudyRunner, ids: list[list[int]], spans: list | None, layer: int) -> torch.Tensor:
-    """resid_pre[layer] at each prompt's last token, ``[n, d]``, the shared prefix computed once per batch."""
-    chat = runner.chat
-    block = chat.adapter.get_blocks(chat.model)[layer]
-    out = torch.zeros((len(ids), chat.hidden_size))
-    seen: list[torch.Tensor] = []
-    handle = block.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"])[:, -1].float()),
-        with_kwargs=True,
-    )
-    cache = PrefixCache()
-    try:
-        with steer(chat, Program()) as steering, torch.inference_mode():
-            for start in range(0, len(ids), runner.batch):
-                batch = list(range(start, min(start + runner.batch, len(ids))))
-                seen.clear()
-                batch_spans = [spans[i] for i in batch] if spans else None
-                prefill(chat, [ids[i] for i in batch], steering, spans=batch_spans, prefix_cache=cache)
-                out[batch] = seen[-1].cpu()  # the last pass is the one that ends at the prompts' last tokens
-    finally:
-        handle.remove()
-    return out
 
 
 def drift(runner: StudyRunner, form: str, layout: Layout) -> None:
@@ -141,9 +112,11 @@ def drift(runner: StudyRunner, form: str, layout: Layout) -> None:
     encoded = runner.formatter().encode_conversation(histories.conversation(form, longest, probe))
     layers = {"persona": layout.injection, "refusal": layout.late[0]}
     fact: dict = {"roles": list(encoded.spans.roles), "layers": layers}
+    (acts,) = turn_activations(runner.chat, [encoded], progress=False)  # one pass serves both readouts
     for name, layer in layers.items():
-        (values,) = turn_projections(runner.chat, [encoded], runner.directions[0][name], progress=False)
-        fact[name] = [round(float(v), 5) for v in values[:, layer]]
+        vector = runner.directions[0][name].at(layer)
+        values = acts[:, layer] @ (vector / vector.norm() if vector.norm() > 0 else vector)
+        fact[name] = [round(float(v), 5) for v in values]
     runner.store.set_fact(key, fact)
 
 
