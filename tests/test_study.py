@@ -305,7 +305,12 @@ def test_the_multiturn_family_alone(study_dir, tmp_path, capsys):
     for form in ("roleplay", "history"):
         drift = facts[f"multiturn_drift:{form}"]
         assert drift["roles"] == ["user", "assistant", "user", "assistant", "user"] and len(drift["persona"]) == 5
-        assert len(facts[f"multiturn_projection:{form} k=2"]["values"]) == 6
+        probe_turn = facts[f"multiturn_projection:{form} k=2"]
+        assert len(probe_turn["values"]) == 6
+        # two paths to one number: the drift's full pass over the longest conversation, and the probe
+        # readout's prefilled stream, both at the first probe's last token and the injection layer
+        assert drift["layers"]["persona"] == probe_turn["layer"]
+        assert drift["persona"][-1] == pytest.approx(probe_turn["values"][0], abs=1e-3)
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
     assert {v["finding"] for v in verdicts if "not measured in this scope" in v["detail"]} == {

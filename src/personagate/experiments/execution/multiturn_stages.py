@@ -114,8 +114,7 @@ def drift(runner: StudyRunner, form: str, layout: Layout) -> None:
     fact: dict = {"roles": list(encoded.spans.roles), "layers": layers}
     (acts,) = turn_activations(runner.chat, [encoded], progress=False)  # one pass serves both readouts
     for name, layer in layers.items():
-        vector = runner.directions[0][name].at(layer)
-        values = acts[:, layer] @ (vector / vector.norm() if vector.norm() > 0 else vector)
+        values = acts[:, layer] @ runner.directions[0][name].unit_at(layer)
         fact[name] = [round(float(v), 5) for v in values]
     runner.store.set_fact(key, fact)
 
