@@ -16,8 +16,8 @@ import time
 import torch
 
 from personagate import Direction, Program, load_model
-from personagate.experiments.design.multiturn import Histories
-from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.design.histories import Histories
+from personagate.experiments.protocols import load_spec
 from personagate.generation import Decoding, generate_grid
 from personagate.interventions import Ablate, Window
 from personagate.prefill import PrefixCache
@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     chat = load_model(args.model, device="cpu")
     fmt = ChatFormatter(chat.tokenizer)
-    histories = Histories.of(StudySpec.load())
+    histories = Histories.of(load_spec())
     probes = builtin_prompts("harmful-public")[: args.probes]
     encoded = [fmt.encode_conversation(histories.conversation(args.form, args.exchanges, p)) for p in probes]
     late = Window(2 / 3, 1.0)

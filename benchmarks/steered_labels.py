@@ -23,6 +23,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from personagate.experiments.protocols import load_spec
+
 HERE = Path(__file__).resolve().parent
 LABELS = HERE / "labels"
 
@@ -63,13 +65,12 @@ def sample(run_dir: Path, per_group: int, seed: int) -> None:
 def _requests(run_dir: Path) -> dict[tuple[str, int], str]:
     """The request texts, re-derived from the run's spec (the store keeps prompt ids, not texts)."""
     sys.path.insert(0, str(HERE.parent / "src"))
-    from personagate.experiments.design.spec import StudySpec
     from personagate.experiments.design.splits import split_prompts
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     spec_data = manifest["spec"]
     quick = spec_data["prompts"]["n_test"] < 100
-    spec = StudySpec.load(quick=quick, protocol=spec_data.get("protocol", "v2"))
+    spec = load_spec(quick=quick, protocol=spec_data.get("protocol", "v2"))
     splits = split_prompts(spec)
     out = {("harmful", i): t for i, t in enumerate(splits.harmful_test)}
     out.update({("harmful_val", i): t for i, t in enumerate(splits.harmful_val)})

@@ -10,6 +10,7 @@ from pathlib import Path
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.design import names as g
 from personagate.experiments.design.names import Group, Mode, Role
+from personagate.experiments.protocols import recorded_spec
 from personagate.experiments.storage.records import Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.interventions.program import program_identity
@@ -101,4 +102,4 @@ class LaidOut:
 
     def results(self, path: Path, **kwargs) -> Results:
         with self.store(path, **kwargs) as store:
-            return Results.of(store)
+            return Results.of(store, recorded_spec(store.manifest()))

@@ -1,43 +1,41 @@
-"""The package's shape, checked: no import cycle anywhere (imports inside functions count; imports
-under ``if TYPE_CHECKING:`` do not, as they never run), every package folder has its ``__init__.py``,
-no module of the study or the report over 300 lines, and no verdict rule outside the registry."""
+"""The package's shape, checked: no import cycle anywhere (imports inside functions count, and so do
+imports under ``if TYPE_CHECKING:``: a cycle of types is a cycle of design), the study's subpackages
+import only downwards (design < storage < analysis < execution < protocols < study), every package
+folder has its ``__init__.py``, no module of the study or the report over 300 lines, and no verdict
+rule outside the registry."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+from personagate.experiments.protocols import load_spec
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "personagate"
 MAX_LINES = 300
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    return {module_name(p, package): p for p in package.rglob("*.py")}
 
 
-def _type_checking_only(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    found = modules(package)
+    return {name: imports_of(path, set(found), package) for name, path in found.items()}
 
 
-def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The package modules a module imports when it runs, resolved to submodules where named."""
-    this = module_name(path)
+def imports_of(path: Path, known: set[str], root: Path = PACKAGE) -> set[str]:
+    """The package modules a module imports (at run time or for its types), resolved to submodules."""
+    this = module_name(path, root)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
     out: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _type_checking_only(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -97,11 +95,54 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_cycle_in_the_package():
-    found = modules()
-    known = set(found)
-    graph = {name: imports_of(path, known) for name, path in found.items()}
+    graph = import_graph()
     assert graph["personagate.report.html"] >= {"personagate.experiments.analysis.results"}  # the parser sees imports
     assert cycles(graph) == []
+
+
+def test_a_cycle_hidden_under_type_checking_is_seen(tmp_path):
+    """The circle of e00fa29 (design/spec -> design/findings -> analysis/rules -> analysis/scope ->
+    design/layout -> design/spec) was closed by an import under TYPE_CHECKING, which the graph then
+    skipped; the same shape, in a package of two modules, is a cycle now."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg.b import B\n")
+    (package / "b.py").write_text("from pkg.a import A\n")
+    assert cycles(import_graph(package)) == [["pkg.a", "pkg.b"]]
+
+
+# The study's stages, lowest first: a module imports only from its own stage or those below it.
+STAGES = ("design", "storage", "analysis", "execution", "protocols", "study")
+
+
+def stage_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[:2] != ["personagate", "experiments"] or len(parts) < 3:
+        return None
+    return STAGES.index(parts[2]) if parts[2] in STAGES else None
+
+
+def test_the_study_stages_import_only_downwards():
+    found = modules()
+    known = set(found)
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, path in found.items()
+        if (here := stage_of(name)) is not None
+        for target in imports_of(path, known)
+        if (there := stage_of(target)) is not None and there > here
+    )
+    assert upward == []
+
+
+def test_design_imports_nothing_from_the_later_stages():
+    found = modules()
+    known = set(found)
+    for name, path in found.items():
+        if name.startswith("personagate.experiments.design"):
+            late = {t for t in imports_of(path, known) if (stage_of(t) or 0) > 0}
+            assert late == set(), name
 
 
 def test_every_package_folder_has_an_init():
@@ -121,7 +162,6 @@ def test_study_and_report_modules_stay_small():
 
 def test_every_shipped_rule_is_registered_and_every_finding_names_one():
     from personagate.experiments.analysis.rules import RULES
-    from personagate.experiments.design.spec import StudySpec
 
     rule_modules = {p.stem for p in (PACKAGE / "experiments" / "analysis" / "rules").glob("*.py")} - {
         "__init__",
@@ -129,4 +169,4 @@ def test_every_shipped_rule_is_registered_and_every_finding_names_one():
     }
     assert rule_modules == set(RULES)  # one module per rule, each registered under its module's name
     for protocol in ("v2", "v1"):
-        assert {f.rule for f in StudySpec.load(protocol=protocol).findings} <= set(RULES)
+        assert {f.rule for f in load_spec(protocol=protocol).findings} <= set(RULES)

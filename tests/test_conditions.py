@@ -10,19 +10,20 @@ from personagate import Direction, PersonagateError
 from personagate.experiments.design import names as g
 from personagate.experiments.design.layout import Layout, sliding
 from personagate.experiments.design.names import Group, Role
-from personagate.experiments.design.protocol import (
+from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import load_spec
+from personagate.experiments.protocols.v3.arms import (
     main_conditions as build_test_conditions,
 )
-from personagate.experiments.design.protocol import validation_conditions
-from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.sweeps import fixed_doses, reintroduce_family, resample_conditions
+from personagate.experiments.protocols.v3.arms import validation_conditions
+from personagate.experiments.protocols.v3.sweeps import fixed_doses, reintroduce_family, resample_conditions
 from personagate.interventions import Ablate, Add, Clamp
 
 
 def spec(tmp_path, body: str = "") -> StudySpec:
     path = tmp_path / "spec.toml"
     path.write_text(body)
-    return StudySpec.load(path)
+    return load_spec(path)
 
 
 def test_sliding_windows_start_where_asked_and_reach_the_last_block():
@@ -49,14 +50,14 @@ def test_a_late_window_over_the_injection_is_refused_unless_asked(tmp_path):
 
 
 def test_v1_places_windows_at_absolute_depths_around_the_injection():
-    v1 = StudySpec.load(protocol="v1")
+    v1 = load_spec(protocol="v1")
     layout = Layout.of(v1, 24)
     assert layout.injection == 12 and (0, 6) in layout.windows
     assert any(a <= 12 < b for a, b in layout.windows)  # v1 let windows contain the injection
 
 
 def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
-    s = StudySpec.load()
+    s = load_spec()
     layout = Layout.of(s, 24)
     doses = {layer: [(0.3, 0.05), (0.5, 0.1)] for layer in layout.reintroduce_layers}  # as calibrated
     conditions = validation_conditions(s, layout) + build_test_conditions(s, layout, 4.0, [0.5] * 24, doses)
@@ -105,24 +106,24 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
 
 
 def test_doses_use_each_layers_own_vector(tmp_path):
-    v2 = StudySpec.load(protocol="v2")
+    v2 = load_spec(protocol="v2")
     layout = Layout.of(v2, 24)
     family = reintroduce_family(v2, layout, 4.0, 0, fixed_doses(layout, v2.reintroduce.coeffs))
     assert {c.dose for c in family} == set(v2.reintroduce.coeffs)
     op = family[-1].ops.ops[1]
     assert isinstance(op, Add) and op.direction == "refusal" and op.layers == family[-1].axis
-    v1 = StudySpec.load(protocol="v1")
+    v1 = load_spec(protocol="v1")
     v1_layout = Layout.of(v1, 24)
     v1_family = reintroduce_family(v1, v1_layout, 4.0, 0, fixed_doses(v1_layout, v1.reintroduce.coeffs))
     assert all(c.ops.ops[1].direction == "refusal-selected" for c in v1_family)  # one raw vector at every layer
-    v3 = StudySpec.load()
+    v3 = load_spec()
     calibrated = {1: [(0.5, 0.07)], 17: [(0.5, 0.4)]}  # the same effect needs another fraction at each layer
     ops = [c.ops.ops[1] for c in reintroduce_family(v3, Layout.of(v3, 24), 0.5, 0, calibrated)]
     assert [(op.direction, op.coeff) for op in ops] == [("refusal-norm", 0.07), ("refusal-norm", 0.4)]
 
 
 def test_mediation_clamps_refusal_at_the_last_prompt_token_to_the_baseline_values():
-    s = StudySpec.load()
+    s = load_spec()
     layout = Layout.of(s, 24)
     values = [float(i) for i in range(24)]
     mediation = [c for c in build_test_conditions(s, layout, 4.0, values, {}) if c.group == Group.MEDIATION]
@@ -133,7 +134,7 @@ def test_mediation_clamps_refusal_at_the_last_prompt_token_to_the_baseline_value
 
 def test_conditions_bind_their_directions_by_key():
     directions = {name: Direction(torch.randn(4, 8), name=name) for name in ("persona", "refusal-selected")}
-    s = StudySpec.load()
+    s = load_spec()
     layout = Layout(4, 1, (2, 4), ((2, 4),), (0, 1, 2, 3), (0, 1), (2, 4))
     arms = build_test_conditions(s, layout, 2.0, [0.0] * 4, {})
     condition = next(c for c in arms if c.group == Group.REFUSAL_ABLATED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from personagate.directions import Direction, random_direction
+from personagate.experiments.protocols import load_spec
 
 
 def test_random_controls_are_seeded_norm_matched_and_orthogonal():
@@ -59,8 +60,7 @@ def test_the_sanity_arm_equals_the_baseline_up_to_rounding():
 
     sys.path.insert(0, str(Path(__file__).parent))
     from personagate import steer
-    from personagate.experiments.design.spec import StudySpec
-    from personagate.experiments.design.sweeps import persona_op
+    from personagate.experiments.protocols.v3.sweeps import persona_op
     from personagate.interventions import Program
 
     from tiny import tiny_model
@@ -68,7 +68,7 @@ def test_the_sanity_arm_equals_the_baseline_up_to_rounding():
     chat = tiny_model("llama")
     persona = Direction(torch.randn(chat.n_layers, chat.hidden_size, generator=torch.Generator().manual_seed(3)) * 5)
     ids = torch.tensor([[5, 17, 99, 43, 201, 3, 77, 12]])
-    spec = StudySpec.load()
+    spec = load_spec()
     bound = {"persona-norm": persona}  # what v3 injects: the residual-norm form of the persona direction
     with torch.inference_mode():
         base = chat.model(input_ids=ids).logits

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from personagate import Direction, PersonagateError
-from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import load_spec
 from personagate.interventions import OPS, Program, op_from_flag
 from personagate.persona_directions import PersonaSet
 from personagate.program_files import read_toml
@@ -79,7 +79,7 @@ def test_any_spec_is_accepted_or_refused_in_one_line(tmp_path_factory, tables):
         lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
     path = tmp_path_factory.mktemp("spec") / "spec.toml"
     path.write_text("\n".join(lines) + "\n")
-    accepted_or_ours(lambda: StudySpec.load(path).check_layers(24))
+    accepted_or_ours(lambda: load_spec(path).check_layers(24))
 
 
 @FUZZ
@@ -87,7 +87,7 @@ def test_any_spec_is_accepted_or_refused_in_one_line(tmp_path_factory, tables):
 def test_any_bytes_as_a_spec_or_program_file(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("raw") / "file.toml"
     path.write_bytes(data)
-    accepted_or_ours(lambda: StudySpec.load(path))
+    accepted_or_ours(lambda: load_spec(path))
     accepted_or_ours(lambda: Program.from_table(read_toml(path, "program"), "program"))
 
 

@@ -11,11 +11,13 @@ import pytest
 
 from personagate.errors import PersonagateError
 from personagate.experiments.analysis.results import Results
-from personagate.experiments.design.arms import check_findings_laid_out, laid_out_roles
+from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.multiturn import Histories, multiturn_conditions
 from personagate.experiments.design.names import Group, Role, multiturn_system, parse_multiturn_system
+from personagate.experiments.design.plan import ModelShape, check_findings_laid_out
 from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import get, load_spec, recorded_spec, registries
+from personagate.experiments.protocols.v3.multiturn_arms import multiturn_conditions
 from personagate.stats import paired_trend
 
 from laid_out import LaidOut, pattern
@@ -26,7 +28,7 @@ FORMS = ("roleplay", "history")
 def spec(tmp_path, text: str = "") -> StudySpec:
     path = tmp_path / "spec.toml"
     path.write_text(text)
-    return StudySpec.load(path)
+    return load_spec(path)
 
 
 # --- design -------------------------------------------------------------------------------------------
@@ -65,18 +67,22 @@ def test_histories_are_checked_before_any_model_loads(tmp_path):
     assert conversation.exchanges == 2 and conversation.probe == "probe?"
 
 
+def laid_roles(s: StudySpec) -> set[Role]:
+    return get(s.protocol).plan(s, ModelShape(24, "m")).roles()
+
+
 def test_a_finding_on_a_form_the_spec_does_not_lay_out_is_refused(tmp_path):
     s = spec(tmp_path, '[multiturn]\nforms = ["history"]\n')
     with pytest.raises(PersonagateError, match=r"'roleplay', which multiturn\.forms"):
-        check_findings_laid_out(s, laid_out_roles(s, 24, "m"))
+        check_findings_laid_out(s, laid_roles(s), registries().rule_needs)
     off = spec(tmp_path, "[multiturn]\nenabled = false\n")
-    check_findings_laid_out(off, laid_out_roles(off, 24, "m"))  # switched off: reported as not measured
+    check_findings_laid_out(off, laid_roles(off), registries().rule_needs)  # switched off: reported as not measured
 
 
 def test_the_builtin_histories_are_long_enough_and_harmless():
     from personagate.scoring.phrases import is_refusal
 
-    s = StudySpec.load()
+    s = load_spec()
     histories = Histories.of(s)
     assert set(histories.forms) == set(FORMS)
     for exchanges in histories.forms.values():
@@ -148,7 +154,7 @@ def _verdicts(tmp_path, laid: LaidOut, projections: dict[str, list[float]] | Non
     store = laid.store(tmp_path)
     for name, values in (projections or {}).items():
         store.set_fact(f"multiturn_projection:{name}", {"layer": 6, "values": values})
-    results = Results.of(store)
+    results = Results.of(store, recorded_spec(store.manifest()))
     store.close()
     return {v.finding: v for v in results.main_verdicts()}
 
@@ -189,7 +195,7 @@ def test_the_family_carries_no_resample_verdicts(tmp_path):
     laid = LaidOut()
     _family(laid, "roleplay", {0: 90, 1: 80, 2: 60, 4: 40, 8: 20})
     with laid.store(tmp_path) as store:
-        results = Results.of(store)
+        results = Results.of(store, recorded_spec(store.manifest()))
     framed = [v for v in results.verdicts if v.finding.endswith(FORMS)]
     assert framed and {v.scope for v in framed} == {"main"}
     assert any(v.scope != "main" for v in results.verdicts)  # the other findings still have theirs

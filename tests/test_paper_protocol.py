@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from personagate import Add, Direction, Program, steer
-from personagate.experiments.design.paper import PaperBlocks, paper_conditions
-from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import load_spec
+from personagate.experiments.protocols.paper.arms import PaperBlocks, paper_conditions
 from personagate.interventions import Project
 
 from tiny import tiny_model
@@ -98,7 +98,7 @@ def test_each_arm_equals_their_hand_written_hooks(family, arm):
 
 
 def test_their_blocks_on_their_models_and_by_depth_elsewhere():
-    spec = StudySpec.load(protocol="paper")
+    spec = load_spec(protocol="paper")
     qwen = PaperBlocks.of(spec, 28, "Qwen/Qwen2.5-7B-Instruct")
     llama = PaperBlocks.of(spec, 32, "meta-llama/Llama-3.1-8B-Instruct")
     assert qwen.exact and llama.exact and qwen.knockouts == llama.knockouts == (18, 20, 22, 24)
@@ -112,7 +112,7 @@ def test_their_blocks_on_their_models_and_by_depth_elsewhere():
 
 
 def test_the_paper_arms_are_theirs_and_ours_beside_them():
-    spec = StudySpec.load(protocol="paper")
+    spec = load_spec(protocol="paper")
     blocks = PaperBlocks.of(spec, 28, "Qwen/Qwen2.5-7B-Instruct")
     arms = paper_conditions(spec, blocks, null_seeds=20)
     names = [c.name for c in arms]
@@ -134,7 +134,7 @@ def test_the_paper_protocol_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, mo
     A random-weight model never writes a refusal phrase, so the persona filter's detector is replaced by
     one that calls every other reply a refusal (the filter itself, and everything after it, run as they are)."""
     from personagate.cli import main
-    from personagate.experiments.execution import paper_vectors
+    from personagate.experiments.protocols.paper import vectors as paper_vectors
 
     calls = iter(range(10**6))
     monkeypatch.setattr(paper_vectors, "is_refusal", lambda text: next(calls) % 2 == 0)

@@ -16,6 +16,7 @@ import torch
 
 from personagate import Add, Decoding, Direction, PersonagateError, Program, generate
 from personagate.cli import main
+from personagate.experiments.protocols import recorded_spec
 from personagate.outputs import check_run_dir, write_atomically, write_bytes
 from personagate.scoring.judge import OpenAICompatibleJudge, check_endpoint_url
 
@@ -235,7 +236,7 @@ def test_non_finite_activations_mark_the_reply_and_the_condition(tmp_path):
     layout = LaidOut().add("baseline", Role.BASELINE, pattern(60)).add("persona", Role.PERSONA, pattern(20))
     with layout.store(tmp_path) as store:
         store.write_rows([Row("persona", "harmful", 100, text=NONFINITE_TEXT, refusal=0, label=INCOHERENT)])
-        results = Results.of(store)
+        results = Results.of(store, recorded_spec(store.manifest()))
     verdict = next(v for v in results.main_verdicts() if v.finding == "persona_suppresses")
     assert verdict.reason == INCOHERENT_ARM and "non-finite" in verdict.detail
     assert "non-finite activations" in next(s for s in results.summary if s.name == "persona").flags

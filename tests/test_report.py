@@ -9,6 +9,7 @@ import pytest
 
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.names import Role
+from personagate.experiments.protocols import recorded_spec
 from personagate.experiments.storage.records import Row
 from personagate.experiments.storage.store import RunStore
 from personagate.report import write_report
@@ -35,7 +36,7 @@ def make_results(path) -> Results:
     store.set_fact("persona_coeff", 2.0)
     store.set_fact("layout", LAYOUT)
     with store:
-        return Results.of(store)
+        return Results.of(store, recorded_spec(store.manifest()))
 
 
 def test_report_escapes_model_output(tmp_path):

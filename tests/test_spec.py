@@ -5,18 +5,20 @@ from __future__ import annotations
 import pytest
 
 from personagate import PersonagateError
-from personagate.experiments.design.profiles import PROTOCOLS, QUICK
+from personagate.experiments import protocols
+from personagate.experiments.design.profiles import QUICK
 from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import load_spec
 
 
 def load(tmp_path, body: str) -> StudySpec:
     path = tmp_path / "spec.toml"
     path.write_text(body)
-    return StudySpec.load(path)
+    return load_spec(path)
 
 
 def test_defaults_are_typed_sections():
-    spec = StudySpec.load()
+    spec = load_spec()
     assert spec.model.id == "default" and spec.generation.max_new_tokens >= 64
     assert all(isinstance(c, float) for c in spec.persona.coeffs)
     assert spec.scoring.judge == "" and spec.protocol == "v3"
@@ -33,16 +35,16 @@ FORMS = ("roleplay", "history")
 
 
 def test_v1_is_a_named_protocol():
-    v1 = StudySpec.load(protocol="v1")
+    v1 = load_spec(protocol="v1")
     assert v1.reintroduce.dose == "selected_raw" and v1.windows.random == "orthogonal"
     assert v1.windows.placement == "absolute" and v1.prompts.harmful == "builtin:harmful"
     with pytest.raises(PersonagateError, match="unknown protocol"):
-        StudySpec.load(protocol="v9")
-    assert StudySpec.load(protocol="v2").generation.sweep == "first_token"
+        load_spec(protocol="v9")
+    assert load_spec(protocol="v2").generation.sweep == "first_token"
 
 
 def test_quick_overrides_and_file_overrides(tmp_path):
-    quick = StudySpec.load(quick=True)
+    quick = load_spec(quick=True)
     assert quick.prompts.n_test == QUICK["prompts"]["n_test"]
     spec = load(tmp_path, "[persona]\ncoeffs = [1, 2.5]\n[windows]\nwidth = 3\n")
     assert spec.persona.coeffs == [1.0, 2.5] and spec.windows.width == 3
@@ -119,31 +121,34 @@ def test_layer_checks_need_the_block_count(tmp_path):
     with pytest.raises(PersonagateError, match=r"persona\.layer = 30 is out of range"):
         spec.check_layers(24)
     assert spec.persona_layer(32) == 30
-    assert StudySpec.load().persona_layer(24) == 6
+    assert load_spec().persona_layer(24) == 6
 
 
 def test_non_utf8_spec_is_named(tmp_path):
     path = tmp_path / "spec.toml"
     path.write_bytes(b"[model]\nid = '\xff'\n")
     with pytest.raises(PersonagateError, match="not UTF-8"):
-        StudySpec.load(path)
+        load_spec(path)
 
 
 def test_every_protocol_loads_quick_and_full_and_the_cli_offers_each():
-    from personagate.cli.study import PROTOCOLS as OFFERED
+    from personagate.cli import build_parser
 
-    assert set(OFFERED) == set(PROTOCOLS)
-    for protocol in PROTOCOLS:
-        assert StudySpec.load(protocol=protocol).protocol == protocol
-        assert StudySpec.load(protocol=protocol, quick=True).prompts.n_test == QUICK["prompts"]["n_test"]
+    offered = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices["reproduce"]._actions if a.dest == "protocol"
+    ).choices
+    assert list(offered) == list(protocols.names()) == ["v3", "paper", "v1", "v2"]
+    for protocol in protocols.names():
+        assert load_spec(protocol=protocol).protocol == protocol
+        assert load_spec(protocol=protocol, quick=True).prompts.n_test == QUICK["prompts"]["n_test"]
 
 
 def test_a_spec_file_can_name_its_protocol(tmp_path):
     from personagate.experiments.design.profiles import spec_file_text
 
     path = tmp_path / "paper.toml"
-    path.write_text(spec_file_text("paper"))
-    spec = StudySpec.load(path)
+    path.write_text(spec_file_text(protocols.get("paper").spec))
+    spec = load_spec(path)
     assert spec.protocol == "paper" and spec.prompts.test == "builtin:strongreject"
-    assert spec.to_dict() == {**StudySpec.load(protocol="paper").to_dict()}
-    assert spec_file_text("v3").startswith("# personagate study spec, protocol v3")
+    assert spec.to_dict() == {**load_spec(protocol="paper").to_dict()}
+    assert spec_file_text(protocols.get("v3").spec).startswith("# personagate study spec, protocol v3")

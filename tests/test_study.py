@@ -20,7 +20,7 @@ import torch
 
 from personagate import Direction, PersonagateError
 from personagate.cli import main
-from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.protocols import load_spec
 
 from tiny import tiny_model
 
@@ -222,10 +222,10 @@ def test_spec_errors_fail_before_any_model_is_loaded(study_dir, tmp_path, capsys
 
 
 def test_quick_profile_and_builtin_spec_load():
-    spec = StudySpec.load(quick=True)
+    spec = load_spec(quick=True)
     assert spec.generation.main == "generate" and spec.prompts.n_test == 12
     with pytest.raises(PersonagateError, match="no such spec file"):
-        StudySpec.load("nope.toml")
+        load_spec("nope.toml")
 
 
 def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):

@@ -12,10 +12,17 @@ from typing import Any
 from personagate.cli import args as common
 from personagate.errors import PersonagateError
 
-PROTOCOLS = ("v3", "paper", "v2", "v1")  # the spec's named protocols (kept in step by tests/test_spec.py)
+
+def protocol_help() -> str:
+    from personagate.experiments import protocols
+
+    return "; ".join(f"{name}: {protocols.get(name).help}" for name in protocols.names())
 
 
 def add_parsers(sub: Any) -> None:
+    from personagate.experiments import protocols
+
+    names = list(protocols.names())
     for name, helptext in (
         ("reproduce", "run the paper's study (the built-in spec) on a model"),
         ("run", "run a study spec (TOML); copy the built-in one with `personagate spec`"),
@@ -27,9 +34,9 @@ def add_parsers(sub: Any) -> None:
         study.add_argument("--quick", action="store_true", help="every arm, fewer prompts, seeds and layers")
         study.add_argument(
             "--protocol",
-            choices=list(PROTOCOLS),
-            default="v3",
-            help="paper: Zhong & Li's own experiment; v2, v1: earlier designs of ours, to compare",
+            choices=names,
+            default=protocols.DEFAULT,
+            help=protocol_help(),
         )
         study.add_argument(
             "--out", type=common.out_path, default=None, help="run directory (default runs/<model>-<profile>)"
@@ -58,7 +65,7 @@ def add_parsers(sub: Any) -> None:
     compare.add_argument("--out", type=common.out_path, default=None, help="also write the table as an HTML page here")
     compare.set_defaults(run=compare_runs)
     spec = sub.add_parser("spec", help="print the built-in study spec (TOML) to copy and edit")
-    spec.add_argument("--protocol", choices=list(PROTOCOLS), default="v3", help="print this protocol's spec file")
+    spec.add_argument("--protocol", choices=names, default=protocols.DEFAULT, help="print this protocol's spec file")
     spec.set_defaults(run=print_spec)
     score = sub.add_parser("score", help="add a 0/1 refusal column to a CSV with the phrase detector")
     score.add_argument("csv", type=Path)
@@ -69,14 +76,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from personagate.experiments.design.spec import StudySpec
+    from personagate.experiments.protocols import DEFAULT, load_spec
     from personagate.experiments.study import run_study as run
     from personagate.report import write_report
     from personagate.report.terminal import verdict_table
 
-    spec = StudySpec.load(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
+    spec = load_spec(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
-    profile = ("quick" if args.quick else "full") + ("" if spec.protocol == "v3" else f"-{spec.protocol}")
+    profile = ("quick" if args.quick else "full") + ("" if spec.protocol == DEFAULT else f"-{spec.protocol}")
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")
@@ -139,9 +146,10 @@ def compare_runs(args: argparse.Namespace) -> int:
 
 
 def print_spec(args: argparse.Namespace) -> int:
+    from personagate.experiments import protocols
     from personagate.experiments.design.profiles import spec_file_text
 
-    print(spec_file_text(args.protocol), end="")
+    print(spec_file_text(protocols.get(args.protocol).spec), end="")
     return 0
 
 

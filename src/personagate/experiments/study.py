@@ -15,13 +15,13 @@ import torch
 from personagate._version import __version__
 from personagate.experiments.analysis.exports import write_exports
 from personagate.experiments.analysis.results import Results
-from personagate.experiments.design.arms import check_findings_laid_out, laid_out_roles
-from personagate.experiments.design.layout import Layout
+from personagate.experiments.analysis.rules import RULES
+from personagate.experiments.design.plan import ModelShape, check_findings_laid_out
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, split_prompts
-from personagate.experiments.execution.paper_stages import run_paper_stages
 from personagate.experiments.execution.runner import StudyRunner
-from personagate.experiments.execution.stages import run_stages
+from personagate.experiments.protocols import get as get_protocol
+from personagate.experiments.protocols import recorded_spec
 from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
 from personagate.outputs import check_run_dir
@@ -31,13 +31,14 @@ def prepare(spec: StudySpec, model: str | None) -> tuple[str, int, PromptSplits]
     """Every check that needs no weights: the spec, the prompt files, the layer count from the config."""
     model_id = model or spec.model.id
     check_model_source(model_id)
-    splits = split_prompts(spec)
+    protocol = get_protocol(spec.protocol)
+    splits = split_prompts(spec, protocol.benign_prompts(spec))
     n_layers = model_layer_count(model_id)
     if n_layers is not None:
         spec.check_layers(n_layers)
-        if spec.protocol != "paper":
-            Layout.of(spec, n_layers)  # windows and the injection layer agree
-        check_findings_laid_out(spec, laid_out_roles(spec, n_layers, model_id))
+        shape = ModelShape(n_layers, model_id)
+        roles = protocol.plan(spec, shape).roles()  # the plan the stages run, from the config: it fits the model
+        check_findings_laid_out(spec, roles, {name: rule.needs for name, rule in RULES.items()})
     return model_id, n_layers or 0, splits
 
 
@@ -134,9 +135,9 @@ def run_study(
             )
             executor = RayPool(config)
         runner = StudyRunner(spec, chat, store, splits, progress, executor)
-        (run_paper_stages if spec.protocol == "paper" else run_stages)(runner)
+        get_protocol(spec.protocol).run(runner)
         store.set_fact("seconds_last_session", time.perf_counter() - started)
-        results = Results.of(store)
+        results = Results.of(store, recorded_spec(store.manifest()))
         write_exports(results)
     finally:
         if executor is not None:

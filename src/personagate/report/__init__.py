@@ -9,6 +9,7 @@ from pathlib import Path
 from personagate.errors import PersonagateError
 from personagate.experiments.analysis.exports import write_exports
 from personagate.experiments.analysis.results import Results
+from personagate.experiments.protocols import recorded_spec
 from personagate.experiments.storage.store import RunStore
 from personagate.outputs import write_bytes
 from personagate.report.figures import named_figures
@@ -22,7 +23,7 @@ def load_results(run_dir: str | Path) -> Results:
     """The results of an existing run directory (a damaged, empty, edited or foreign store is an error)."""
     with RunStore(run_dir, create=False) as store:
         try:
-            return Results.of(store)
+            return Results.of(store, recorded_spec(store.manifest()))
         except PersonagateError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, sqlite3.Error) as exc:

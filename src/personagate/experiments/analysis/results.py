@@ -1,5 +1,5 @@
 """``Results``: everything a run found, built once from its store and handed to the exports, the
-report and the plots (``Results.of(store)``): the recorded spec, the run's facts, the measurements
+report and the plots (``Results.of(store, spec)``): the recorded spec, the run's facts, the measurements
 (rates, paired outcomes, guard), one summary per condition and the verdicts."""
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ class Results:
     drift: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per multi-turn form
 
     @classmethod
-    def of(cls, store: RunStore) -> Results:
-        """Read the store once and compute everything from it."""
+    def of(cls, store: RunStore, spec: StudySpec) -> Results:
+        """Read the store once and compute everything from it, under the spec it recorded
+        (``protocols.recorded_spec(store.manifest())``: design reads it back with the registries)."""
         manifest = store.manifest()
-        spec = StudySpec.from_manifest(manifest.get("spec", {}), str(manifest.get("spec_source", "")))
         facts = RunFacts.of(store)
         measurements = Measurements.of(store)
         judged = measurements.under_judge()

@@ -1,18 +1,19 @@
 """The ``[[findings]]`` of a spec: each claim of the paper as a rule the run computes, declared before
-the run and checked in full before any model loads: the rule exists (the registry of
-``analysis.rules``), it names every role it needs and each is a role the protocol lays out, ids are
-unique, and a finding ``requires`` only one declared before it (so there is no cycle).
+the run and checked in full before any model loads: the rule exists (the needs of the rules in
+``analysis.rules``, handed in: design does not import the analysis), it names every role it needs and
+each is a role the protocol declares, ids are unique, and a finding ``requires`` only one declared
+before it (so there is no cycle).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from personagate import checks
 from personagate.errors import PersonagateError
-from personagate.experiments.analysis.rules import RULES
 from personagate.experiments.design.names import Role
 
 ROLE_KEYS = ("treated", "reference", "steered", "control", "family", "null", "baseline", "named")
@@ -55,8 +56,11 @@ class Finding:
         return {k: str(v) for k, v in out.items()}
 
 
-def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
-    """The declared rules, each checked against the rule registry and the protocol's roles."""
+def build_findings(
+    tables: list[Any], rule_needs: Mapping[str, tuple[str, ...]], roles: frozenset[Role] | None = None
+) -> tuple[Finding, ...]:
+    """The declared rules, each checked against the rules' needs and the roles the protocol declares
+    (``roles``; None: any role)."""
     out: list[Finding] = []
     keys = [f.name for f in dataclasses.fields(Finding)]
     for index, table in enumerate(tables):
@@ -67,17 +71,23 @@ def build_findings(tables: list[Any]) -> tuple[Finding, ...]:
         for key in ("id", "claim", "rule"):
             if not values.get(key):
                 raise PersonagateError(f"{where}: '{key}' is required")
-        rule = RULES.get(values["rule"])
-        if rule is None:
-            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(sorted(RULES))}")
-        for key in rule.needs:
+        needs = rule_needs.get(values["rule"])
+        if needs is None:
+            raise PersonagateError(f"{where}.rule = {values['rule']!r}; use one of {', '.join(sorted(rule_needs))}")
+        for key in needs:
             if not values.get(key):
-                raise PersonagateError(f"{where}: rule {rule.name!r} needs '{key}'")
+                raise PersonagateError(f"{where}: rule {values['rule']!r} needs '{key}'")
         if values.get("kind", KINDS[0]) not in KINDS:
             raise PersonagateError(f"{where}.kind = {values['kind']!r}; use one of {', '.join(map(repr, KINDS))}")
-        roles = {k: Role.parse(values[k], f"{where}.{k}") for k in ROLE_KEYS if values.get(k)}
+        roles_named = {k: Role.parse(values[k], f"{where}.{k}") for k in ROLE_KEYS if values.get(k)}
+        for key, role in roles_named.items():
+            if roles is not None and role not in roles:
+                raise PersonagateError(
+                    f"{where}.{key} = {str(role)!r} is not a role of this protocol; use one of "
+                    f"{', '.join(sorted(map(str, roles)))}"
+                )
         plain = {k: v for k, v in values.items() if k not in ROLE_KEYS}
-        out.append(Finding(**plain, **roles))  # type: ignore[arg-type]
+        out.append(Finding(**plain, **roles_named))  # type: ignore[arg-type]
     seen: set[str] = set()
     for finding in out:
         if finding.id in seen:

@@ -1,5 +1,6 @@
-"""The named protocols and profiles of a study spec: the default spec (protocol v3) and the changes each
-other protocol makes to it, and the overrides of ``--quick``. Data, read by ``StudySpec.load``."""
+"""The layers of a study spec: the default spec (``study.toml``, protocol v3), the override files a
+protocol applies over it (its ``SpecLayers``, handed in: the protocols live above design), and the
+overrides ``--quick`` makes for every protocol. Data, read by ``StudySpec.load``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from personagate import checks
 from personagate.errors import PersonagateError
+from personagate.experiments.design.registries import SpecLayers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,19 +33,6 @@ QUICK: dict[str, dict[str, Any]] = {
         "generate_roles": ["baseline", "persona", "persona_late_window", "projection_only_late"],
     },
 }
-# ... and the doses --quick tries, on each protocol's own scale.
-QUICK_DOSES: dict[str, dict[str, dict[str, Any]]] = {
-    "v3": {
-        "persona": {"coeffs": [0.25, 0.5, 1.0]},
-        "reintroduce": {"coeffs": [0.3, 0.7], "resample_coeffs": [0.5], "grid": [0.06, 0.25, 1.0]},
-    },
-    "v2": {"persona": {"coeffs": [4.0, 8.0]}, "reintroduce": {"coeffs": [0.5, 2.0], "resample_coeffs": [2.0]}},
-}
-QUICK_DOSES["v1"] = QUICK_DOSES["v2"]
-QUICK_DOSES["paper"] = {"paper": {"questions": 4, "response_tokens": 24, "benign": 8}}
-
-# Named protocols: the default (v3) and earlier designs, each a chain of override files over the default.
-PROTOCOLS: dict[str, tuple[str, ...]] = {"v3": (), "v2": ("v2",), "v1": ("v2", "v1"), "paper": ("paper",)}
 
 
 def default_spec_text() -> str:
@@ -55,24 +44,22 @@ def protocol_text(protocol: str) -> str:
     return resources.files("personagate").joinpath(f"data/protocols/{protocol}.toml").read_text()
 
 
-def spec_file_text(protocol: str) -> str:
-    """A spec file for a named protocol, to copy and edit: the default spec itself (v3), or the
-    protocol's changes to it headed by its name (``personagate run`` applies them over the default)."""
-    if protocol not in PROTOCOLS:
-        raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    if not PROTOCOLS[protocol]:
+def spec_file_text(layers: SpecLayers) -> str:
+    """A spec file for a protocol, to copy and edit: the default spec itself (v3), or the protocol's
+    changes to it headed by its name (``personagate run`` applies them over the default)."""
+    if not layers.overlays:
         return default_spec_text()
     head = (
-        f'protocol = "{protocol}"   # applied over the built-in spec (`personagate spec` prints it); '
+        f'protocol = "{layers.name}"   # applied over the built-in spec (`personagate spec` prints it); '
         "keys set here win\n\n"
     )
-    return head + protocol_text(PROTOCOLS[protocol][-1])
+    return head + protocol_text(layers.overlays[-1])
 
 
-def protocol_data(protocol: str) -> dict[str, Any]:
-    """The default spec with a named protocol's override files applied in order."""
+def protocol_data(layers: SpecLayers) -> dict[str, Any]:
+    """The default spec with a protocol's override files applied in order."""
     data = tomllib.loads(default_spec_text())
-    for name in PROTOCOLS[protocol]:
+    for name in layers.overlays:
         merge(data, tomllib.loads(protocol_text(name)), f"protocol {name}")
     return data
 

@@ -19,13 +19,8 @@ from personagate import checks
 from personagate.errors import PersonagateError
 from personagate.experiments.design.findings import Finding, build_findings
 from personagate.experiments.design.names import HEADLINE_ROLES
-from personagate.experiments.design.profiles import (
-    PROTOCOLS,
-    QUICK,
-    QUICK_DOSES,
-    merge,
-    protocol_data,
-)
+from personagate.experiments.design.profiles import QUICK, merge, protocol_data
+from personagate.experiments.design.registries import Registries
 from personagate.experiments.design.spec_sections import (
     SECTIONS,
     DirectionsSection,
@@ -72,10 +67,13 @@ class StudySpec:
         quick: bool = False,
         overrides: dict[str, dict[str, Any]] | None = None,
         protocol: str = "v3",
+        registries: Registries,
     ) -> StudySpec:
         """The default spec (with the named ``protocol``'s changes), updated by the file at ``path``,
         then by --quick, then by ``overrides``. A file may name its protocol (a top-level
-        ``protocol = "paper"``, as ``personagate spec --protocol paper`` writes); it then wins."""
+        ``protocol = "paper"``, as ``personagate spec --protocol paper`` writes); it then wins.
+        ``registries``: the protocols' spec layers and the rules' needs (``protocols.load_spec``
+        hands them in)."""
         given = None
         if path is not None:
             from personagate.program_files import read_toml
@@ -84,26 +82,25 @@ class StudySpec:
             given = read_toml(path, "spec")
             if "protocol" in given:
                 protocol = checks.string(given.pop("protocol"), f"{path}: protocol")
-        if protocol not in PROTOCOLS:
-            raise PersonagateError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-        data = protocol_data(protocol)
+        layers = registries.layers(protocol)
+        data = protocol_data(layers)
         base, source = Path.cwd(), f"built-in study.toml (protocol {protocol})"
         if path is not None and given is not None:
             merge(data, given, str(path))
             base, source = path.resolve().parent, str(path)
         if quick:
             merge(data, copy.deepcopy(QUICK), "--quick")
-            merge(data, copy.deepcopy(QUICK_DOSES[protocol]), "--quick")
+            merge(data, copy.deepcopy(dict(layers.quick)), "--quick")
         if overrides:
             merge(data, overrides, "command line")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
-        findings = build_findings(data.get("findings", []))
+        findings = build_findings(data.get("findings", []), registries.rule_needs, layers.roles)
         spec = cls(**sections, findings=findings, protocol=protocol, base=base, source=source)
         spec.check_static()
         return spec
 
     @classmethod
-    def from_manifest(cls, recorded: Mapping[str, Any], source: str = "") -> StudySpec:
+    def from_manifest(cls, recorded: Mapping[str, Any], registries: Registries, source: str = "") -> StudySpec:
         """The spec a run recorded in its manifest (``to_dict``), read back for its analysis: keys an
         older run did not record take the defaults of ``study.toml`` (written there once, nowhere
         else), keys this version no longer has are dropped (nothing here reads them), and files and
@@ -111,12 +108,12 @@ class StudySpec:
         if not isinstance(recorded, Mapping):
             raise PersonagateError("the run's manifest records no spec; it was not written by personagate")
         protocol = str(recorded.get("protocol", "v2"))
-        if protocol not in PROTOCOLS:
+        if protocol not in registries.protocols:
             raise PersonagateError(f"the run's manifest names an unknown protocol {protocol!r}")
-        data = protocol_data(protocol)
+        data = protocol_data(registries.layers(protocol))
         merge(data, _known(recorded, data), "the run's recorded spec")
         sections = {name: build_section(section, data[name], name) for name, section in SECTIONS.items()}
-        findings = build_findings(data.get("findings", []))
+        findings = build_findings(data.get("findings", []), registries.rule_needs)
         return cls(**sections, findings=findings, protocol=protocol, base=Path.cwd(), source=source)
 
     def to_dict(self) -> dict[str, Any]:

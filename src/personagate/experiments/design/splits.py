@@ -35,20 +35,25 @@ def _draw(pool: Sequence[str], n: int, seed: int) -> list[str]:
     return [pool[i] for i in sorted(order)]
 
 
-def split_prompts(spec: StudySpec) -> PromptSplits:
+def split_prompts(spec: StudySpec, benign: int = 0) -> PromptSplits:
     """Validation, test and training pools, disjoint. With a separate test set (``prompts.test``), the
     test split is its first ``n_test`` prompts and every harmful prompt it contains leaves the pools;
-    protocol paper also keeps the last ``paper.benign`` harmless prompts apart for its coherence arm."""
+    ``benign`` harmless prompts (the last ones) are kept apart for a protocol's coherence arm (its
+    ``Protocol.benign_prompts``)."""
     p = spec.prompts
     harmful, harmless = spec.prompt_set("harmful"), spec.prompt_set("harmless")
     safe, neutral = spec.prompt_set("safe"), spec.prompt_set("neutral")
     separate = spec.prompt_set("test") if p.test else None
-    benign = spec.paper.benign if spec.protocol == "paper" else 0
     need_harmful = p.n_val + p.n_train + (0 if separate is not None else p.n_test)
     need_harmless = p.n_val + p.n_train + benign
     checks = [
         ("harmful", len(harmful), need_harmful, "n_val + n_train" + ("" if separate is not None else " + n_test")),
-        ("harmless", len(harmless), need_harmless, "n_val + n_train" + (" + paper.benign" if benign else "")),
+        (
+            "harmless",
+            len(harmless),
+            need_harmless,
+            "n_val + n_train" + (" + benign" if benign else ""),
+        ),
         ("safe", len(safe), p.n_safe, "n_safe"),
         ("neutral", len(neutral), p.n_neutral, "n_neutral"),
     ]

@@ -20,7 +20,7 @@ from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.design import names as g
 from personagate.experiments.design.conditions import Condition
-from personagate.experiments.design.multiturn import Histories
+from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.execution.executors import Executor, InProcess

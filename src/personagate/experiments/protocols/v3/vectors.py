@@ -27,8 +27,8 @@ from personagate.directions import (
 from personagate.errors import PersonagateError
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
-from personagate.experiments.design.sweeps import injected_key
 from personagate.experiments.execution.artifacts import VectorCache
+from personagate.experiments.protocols.v3.sweeps import injected_key
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import RefusalSelection, refusal_direction, refusal_direction_at
 from personagate.models.loading import ChatModel

@@ -15,18 +15,21 @@ from personagate.activations import second_moments
 from personagate.directions import Direction
 from personagate.experiments.analysis.calibration import Calibration, calibrate
 from personagate.experiments.analysis.measurements import Measurements
-from personagate.experiments.design import protocol, sweeps
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Group, Role
-from personagate.experiments.execution.multiturn_stages import check_multiturn_fits, run_multiturn
+from personagate.experiments.design.plan import ArmPlan, ArmValues, Doses, ModelShape
 from personagate.experiments.execution.runner import StudyRunner
-from personagate.experiments.execution.vectors import VectorMaker
+from personagate.experiments.protocols.base import Protocol
+from personagate.experiments.protocols.v3 import sweeps
+from personagate.experiments.protocols.v3.multiturn_stages import check_multiturn_fits, run_multiturn
+from personagate.experiments.protocols.v3.vectors import VectorMaker
 from personagate.interventions import Program, steer
 
 
-def run_stages(runner: StudyRunner) -> None:
+def run_stages(protocol: Protocol, runner: StudyRunner) -> None:
     spec, store, n_layers = runner.spec, runner.store, runner.n_layers
+    shape = ModelShape(n_layers, runner.chat.name)
     layout = Layout.of(spec, n_layers)
     store.set_fact("layout", layout.to_fact())
     check_multiturn_fits(runner)
@@ -36,7 +39,7 @@ def run_stages(runner: StudyRunner) -> None:
     seeds = spec.directions.resamples
     runner.directions[0] = maker.make(seeds[0], layout.injection)
 
-    validation = protocol.validation_conditions(spec, layout)
+    validation = protocol.plan(spec, shape).stage("validation")
     runner.measure(validation, "validation")
     coeff = choose_coefficient(runner, [c for c in validation if c.group == Group.PERSONA_SWEEP])
     if coeff is None:  # nothing to test: every arm would rest on an incoherent persona
@@ -44,26 +47,29 @@ def run_stages(runner: StudyRunner) -> None:
         return
 
     if spec.multiturn.enabled and spec.multiturn.only:  # the multi-turn family alone
-        run_multiturn(runner, layout, coeff)
+        plan = protocol.plan(spec, shape, ArmValues(coeff, (0.0,) * n_layers))
+        run_multiturn(runner, layout, plan.stage("multi-turn"))
         store.set_fact("resample_seeds", [seeds[0]])
         return
-    doses = reintroduction_doses(runner, layout)
+    doses = reintroduction_doses(runner, protocol.plan(spec, shape), layout)
     if spec.windows.random == "energy":
         runner.directions[0].update(window_controls(runner, maker, layout, coeff, 0, seeds[0]))
     baseline_val = next(c for c in validation if c.group == Group.BASELINE)
     runner.readout([baseline_val])
     target = torch.tensor(store.readout()[baseline_val.name]).mean(dim=1).tolist()  # [layer], validation
-    conditions = protocol.main_conditions(spec, layout, coeff, target, doses)
+    plan = protocol.plan(spec, shape, ArmValues(coeff, tuple(target), doses))
+    conditions = plan.stage("test")
     runner.measure(conditions, "test")
     headline = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
     runner.readout([c for c in conditions if c.role in headline and c.mode == spec.generation.main])
-    run_multiturn(runner, layout, coeff)
+    if spec.multiturn.enabled:
+        run_multiturn(runner, layout, plan.stage("multi-turn"))
 
     for index, seed in enumerate(seeds[1:], start=1):
         runner.directions[index] = maker.make(seed, layout.injection)
         if spec.windows.random == "energy":
             runner.directions[index].update(window_controls(runner, maker, layout, coeff, index, seed))
-        runner.measure(sweeps.resample_conditions(spec, layout, coeff, index, doses), f"resample {seed}")
+        runner.measure(plan.stage(f"resample {seed}"), f"resample {seed}")
 
     persona, refusal = runner.directions[0]["persona"], runner.directions[0]["refusal"]
     store.set_fact("cos_persona_refusal", persona.cosine(refusal, n_layers).tolist())
@@ -91,12 +97,12 @@ def choose_coefficient(runner: StudyRunner, sweep: Sequence[Condition]) -> float
     return float(best.axis or 0)
 
 
-def reintroduction_doses(runner: StudyRunner, layout: Layout) -> sweeps.Doses:
+def reintroduction_doses(runner: StudyRunner, plan: ArmPlan, layout: Layout) -> Doses:
     """The reintroduction doses: calibrated on harmless validation prompts, or the spec's coefficients."""
     spec = runner.spec
     if spec.reintroduce.dose != "calibrated":
         return sweeps.fixed_doses(layout, spec.reintroduce.coeffs)
-    runner.measure(sweeps.calibration_conditions(spec, layout), "calibration")
+    runner.measure(plan.stage("calibration"), "calibration")
     known = runner.store.fact("calibration")
     calibration = (
         Calibration.from_fact(known)

@@ -1,5 +1,5 @@
 """The multi-turn family's stage: its nulls, its arms, the persona projection at every probe turn,
-and the drift turn by turn (issue 22; arms in ``design.multiturn``)."""
+and the drift turn by turn (issue 22; arms in ``multiturn_arms``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from personagate.activations import last_token_stream, second_moments, turn_activations
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.multiturn import Histories, multiturn_conditions, null_key
 from personagate.experiments.design.names import (
     DRIFT_FACT,
     HARMFUL,
@@ -20,15 +20,14 @@ from personagate.experiments.design.names import (
 )
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
+from personagate.experiments.protocols.v3.multiturn_arms import null_key
 from personagate.generation import check_context
 
 
-def run_multiturn(runner: StudyRunner, layout: Layout, coeff: float) -> None:
+def run_multiturn(runner: StudyRunner, layout: Layout, conditions: Sequence[Condition]) -> None:
+    """The family's nulls, its arms (the plan's ``multi-turn`` stage), the probe readout and the drift."""
     spec = runner.spec
-    if not spec.multiturn.enabled:
-        return
     runner.directions[0].update(multiturn_nulls(runner, layout))
-    conditions = multiturn_conditions(spec, layout, coeff)
     runner.measure(conditions, "multi-turn")
     persona_readout(runner, [c for c in conditions if c.role == Role.MULTITURN], layout.injection)
     for form in spec.multiturn.forms:

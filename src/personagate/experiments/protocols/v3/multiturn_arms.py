@@ -1,4 +1,4 @@
-"""The multi-turn arm family: a persona built up over k prior exchanges, then a harmful probe.
+"""Protocol v3's multi-turn arm family: a persona built up over k prior exchanges, then a harmful probe.
 
 Each test prompt is the probe of a conversation whose history (the first k exchanges of a form, from
 ``data/multiturn.json`` or a file like it) is the same for every probe, so the history's keys and
@@ -11,66 +11,13 @@ probe turn only.
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass
-from importlib import resources
 
-from personagate import checks
-from personagate.conversations import Conversation
-from personagate.errors import PersonagateError
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import Group, Role, multiturn_system
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.sweeps import persona_op, span
+from personagate.experiments.protocols.v3.sweeps import persona_op, span
 from personagate.interventions import Ablate, Program, Window
-
-BUILTIN = "builtin"
-
-
-@dataclass(frozen=True)
-class Histories:
-    """Per form, the exchanges (user, assistant) a conversation of k exchanges starts with."""
-
-    forms: dict[str, tuple[tuple[str, str], ...]]
-
-    @classmethod
-    def of(cls, spec: StudySpec) -> Histories:
-        """The spec's histories, checked: every form it names, long enough for its largest k."""
-        section = spec.multiturn
-        if section.data == BUILTIN:
-            text, where = resources.files("personagate").joinpath("data/multiturn.json").read_text(), "multiturn.json"
-        else:
-            path = spec.path(section.data)
-            text, where = checks.read_text(path, "multi-turn histories"), str(path)
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise PersonagateError(f"multiturn.data: {where} is not JSON ({exc})") from None
-        forms = data.get("forms") if isinstance(data, dict) else None
-        if not isinstance(forms, dict):
-            raise PersonagateError(f'multiturn.data: {where} must hold {{"forms": {{NAME: [[user, assistant], ...]}}}}')
-        out: dict[str, tuple[tuple[str, str], ...]] = {}
-        longest = max(section.exchanges)
-        for form in section.forms:
-            exchanges = forms.get(form)
-            if not isinstance(exchanges, list):
-                raise PersonagateError(f"multiturn.forms names {form!r}, which {where} does not have")
-            if len(exchanges) < longest:
-                raise PersonagateError(
-                    f"multiturn.exchanges goes up to {longest}, but form {form!r} in {where} has {len(exchanges)}"
-                )
-            pairs = []
-            for index, pair in enumerate(exchanges[:longest]):
-                ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) and t.strip() for t in pair)
-                if not ok:
-                    raise PersonagateError(f"{where}: {form}[{index}] must be [user text, assistant text]")
-                pairs.append((pair[0], pair[1]))
-            out[form] = tuple(pairs)
-        return cls(out)
-
-    def conversation(self, form: str, exchanges: int, probe: str) -> Conversation:
-        return Conversation.of(self.forms[form][:exchanges], probe)
 
 
 def multiturn_conditions(spec: StudySpec, layout: Layout, coeff: float) -> list[Condition]:

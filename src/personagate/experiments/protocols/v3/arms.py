@@ -16,7 +16,14 @@ from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMFUL_VAL, Group, Mode, Role
 from personagate.experiments.design.spec import StudySpec
-from personagate.experiments.design.sweeps import STYLES, Doses, persona_op, reintroduce_family, span, window_sweep
+from personagate.experiments.protocols.v3.sweeps import (
+    STYLES,
+    Doses,
+    persona_op,
+    reintroduce_family,
+    span,
+    window_sweep,
+)
 from personagate.interventions import Ablate, Add, Clamp, Program, Window
 
 # --- validation: the persona coefficient ------------------------------------------------------------

@@ -4,11 +4,12 @@ every layer and dose, and what each resample of the directions re-measures. Shar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMLESS_VAL, Group, Role
+from personagate.experiments.design.plan import Doses
 from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Program, Window
 
@@ -27,7 +28,6 @@ REFUSAL_KEYS = {
     "calibrated": "refusal-norm",
     "selected_raw": "refusal-selected",
 }
-Doses = Mapping[int, Sequence[tuple[float, float]]]  # per layer: (dose as stated, the op's coefficient)
 
 
 def injected_key(spec: StudySpec) -> str:

@@ -28,9 +28,9 @@ from personagate import checks
 from personagate.activations import mean_activations
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.experiments.design.paper import PaperBlocks
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
+from personagate.experiments.protocols.paper.arms import PaperBlocks
 from personagate.generation import Decoding, generate
 from personagate.likelihood import mean_loglik, unsteered_logliks
 from personagate.prompts import ChatFormatter

@@ -9,14 +9,16 @@ import math
 from personagate.activations import second_moments
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Role
-from personagate.experiments.design.paper import PaperBlocks, paper_conditions
+from personagate.experiments.design.plan import ModelShape
 from personagate.experiments.execution.artifacts import VectorCache
-from personagate.experiments.execution.paper_vectors import KINDS, POSITIONS, PaperVectors, VectorsUnavailable
 from personagate.experiments.execution.runner import StudyRunner
+from personagate.experiments.protocols.base import Protocol
+from personagate.experiments.protocols.paper.arms import PaperBlocks
+from personagate.experiments.protocols.paper.vectors import KINDS, POSITIONS, PaperVectors, VectorsUnavailable
 from personagate.interventions import Add, Program, steer
 
 
-def run_paper_stages(runner: StudyRunner) -> None:
+def run_paper_stages(protocol: Protocol, runner: StudyRunner) -> None:
     spec, store, chat = runner.spec, runner.store, runner.chat
     blocks = PaperBlocks.of(spec, runner.n_layers, chat.name)
     store.set_fact("layout", blocks.layout().to_fact())
@@ -30,7 +32,7 @@ def run_paper_stages(runner: StudyRunner) -> None:
     directions.update(null_directions(runner, blocks, directions))
     directions["refusal"] = directions["paper-refusal-layers"]  # the readout's per-layer refusal direction
     runner.directions[0] = directions
-    conditions = paper_conditions(spec, blocks, spec.windows.random_seeds)
+    conditions = protocol.plan(spec, ModelShape(runner.n_layers, chat.name)).stage("paper")
     runner.measure(conditions, "paper")
     roles = (Role.PERSONA, Role.PERSONA_LATE_WINDOW)
     runner.readout(
