@@ -8,6 +8,7 @@ import torch
 
 from personagate import Direction, PersonagateError
 from personagate.experiments.design import names as g
+from personagate.experiments.design.framing import COMPLIANT_FRAMING
 from personagate.experiments.design.layout import Layout, sliding
 from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.spec import StudySpec
@@ -102,7 +103,7 @@ def test_every_arm_has_a_unique_name_and_its_group(tmp_path):
         c.prompts == g.HARMFUL_VAL for c in conditions if c.group == Group.PERSONA_SWEEP
     )  # choices on validation
     natural = [c for c in conditions if c.group == Group.NATURAL]
-    assert natural and all(c.system == "compliant" and len(c.ops) == 0 for c in natural)
+    assert natural and all(c.framing == COMPLIANT_FRAMING and len(c.ops) == 0 for c in natural)
 
 
 def test_doses_use_each_layers_own_vector(tmp_path):

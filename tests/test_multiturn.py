@@ -11,9 +11,10 @@ import pytest
 
 from personagate.errors import PersonagateError
 from personagate.experiments.analysis.results import Results
+from personagate.experiments.design.framing import Framing
 from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import Group, Role, multiturn_system, parse_multiturn_system
+from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.plan import ModelShape, check_findings_laid_out
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.protocols import get, load_spec, recorded_spec, registries
@@ -40,11 +41,11 @@ def test_the_family_lays_out_every_length_and_the_interventions_at_the_longest(t
     conditions = multiturn_conditions(s, layout, 0.5)
     assert len(conditions) == len(FORMS) * (5 + 1 + 3 + 2)
     for form in FORMS:
-        mine = [c for c in conditions if parse_multiturn_system(c.system)[0] == form]
+        mine = [c for c in conditions if c.framing.form == form]
         lengths = [c.axis for c in mine if c.role == Role.MULTITURN]
         assert lengths == [0, 1, 2, 4, 8]
         at_max = [c for c in mine if c.role != Role.MULTITURN]
-        assert all(c.system == multiturn_system(form, 8) for c in at_max)
+        assert all(c.framing == Framing.multiturn(form, 8) for c in at_max)
         scopes = {c.role: {op.scope for op in c.ops.ops} for c in at_max}
         assert scopes[Role.MULTITURN_KNOCKOUT] == scopes[Role.MULTITURN_NULL] == {"probe"}
         assert scopes[Role.MULTITURN_STEER_PROBE] == {"probe"} and scopes[Role.MULTITURN_STEER_ALL] == {"all"}
@@ -135,15 +136,14 @@ def test_paired_trend_sees_a_falling_trend_and_not_a_flat_one():
 
 def _family(laid: LaidOut, form: str, rates: dict[int, int]) -> None:
     for k, refusing in rates.items():
-        system = multiturn_system(form, k)
+        framing = Framing.multiturn(form, k)
         laid.add(
-            f"{form} k={k}", Role.MULTITURN, pattern(refusing), "screen", group=Group.MULTITURN, system=system, axis=k
+            f"{form} k={k}", Role.MULTITURN, pattern(refusing), "screen", group=Group.MULTITURN, framing=framing, axis=k
         )
 
 
 def _at_max(laid: LaidOut, form: str, knockout: int, nulls: list[int]) -> None:
-    system = multiturn_system(form, 8)
-    common = {"group": Group.MULTITURN, "system": system, "axis": 8}
+    common = {"group": Group.MULTITURN, "framing": Framing.multiturn(form, 8), "axis": 8}
     laid.add(f"{form} knockout", Role.MULTITURN_KNOCKOUT, pattern(knockout), "screen", **common)
     for seed, refusing in enumerate(nulls):
         name = f"{form} random {seed}"
@@ -207,3 +207,25 @@ def test_too_few_random_directions_cannot_decide(tmp_path):
     _at_max(laid, "roleplay", 70, [20, 21])
     knockout = _verdicts(tmp_path, laid)["knockout_restores_roleplay"]
     assert knockout.outcome == "inconclusive" and knockout.reason == "too few seeds"
+
+
+def test_a_framing_is_stored_as_its_own_value_and_old_stores_still_read(tmp_path):
+    from personagate.experiments.storage.records import StoredCondition
+
+    framing = Framing.multiturn("roleplay", 4)
+    framed = StoredCondition("f", Group.MULTITURN, Role.MULTITURN, "screen", "f", "id", framing=framing)
+    meta = json.loads(framed.meta())
+    assert meta["framing"] == {"kind": "multiturn", "form": "roleplay", "exchanges": 4} and "system" not in meta
+    back = StoredCondition.from_columns("f", 0, "multiturn", 4.0, None, "", "screen", framed.meta())
+    assert back.framing == Framing.multiturn("roleplay", 4)
+    legacy = {k: v for k, v in meta.items() if k != "framing"} | {"system": "multiturn:history:2"}
+    old = StoredCondition.from_columns("f", 0, "multiturn", 2.0, None, "", "screen", json.dumps(legacy))
+    assert old.framing == Framing.multiturn("history", 2)
+    for bad in (
+        {"kind": "multiturn", "form": None, "exchanges": 2},
+        {"kind": "elsewhere", "form": None, "exchanges": None},
+    ):
+        with pytest.raises(PersonagateError, match="framing personagate never writes"):
+            StoredCondition.from_columns(
+                "f", 0, "multiturn", 2.0, None, "", "screen", json.dumps(meta | {"framing": bad})
+            )

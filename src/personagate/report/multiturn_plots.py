@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from personagate.experiments.analysis.results import Results
-from personagate.experiments.design.names import Group, Role, parse_multiturn_system
+from personagate.experiments.design.names import Group, Role
 from personagate.report.plots import Figure, _band, _figure, _finish, _png
 from personagate.stats import bootstrap_mean_ci
 
@@ -19,8 +19,7 @@ ARMS = (
 
 
 def _form(row: Any) -> str:
-    framing = parse_multiturn_system(row.condition.system)
-    return framing[0] if framing else ""
+    return row.condition.framing.form or ""
 
 
 def by_length(results: Results, form: str) -> Figure | None:

@@ -35,7 +35,7 @@ def mode_agreement(measurements: Measurements, screen: str) -> Agreement:
             if c.mode == screen
             and c.role == generated.role
             and c.resample == generated.resample
-            and c.system == generated.system
+            and c.framing == generated.framing
             and c.identity == generated.identity
         ]
         if not twins:

@@ -11,7 +11,7 @@ from personagate.power import mcnemar_detectable, mcnemar_power, tost_detectable
 from personagate.stats import Equivalence, PairedDifference, mcnemar_exact, paired_difference, tost_paired
 
 if TYPE_CHECKING:  # rules import this module, and the spec imports the rules: no run-time tie to the scope
-    from personagate.experiments.analysis.scope import Pairs, Scope
+    from personagate.experiments.analysis.evidence import Evidence, Pairs
     from personagate.experiments.storage.records import StoredCondition
 
 
@@ -31,7 +31,7 @@ class Shift:
 
 
 def shift(
-    scope: Scope, a: StoredCondition, b: StoredCondition, direction: str, alpha: float | None = None
+    scope: Evidence, a: StoredCondition, b: StoredCondition, direction: str, alpha: float | None = None
 ) -> Shift | None:
     """Is ``a`` ``"below"`` / ``"above"`` ``b``? ``alpha`` (default the spec's) sets the power's level;
     None when the two share no coherent prompt."""
@@ -64,7 +64,7 @@ class Same:
     detectable: float
 
 
-def same(scope: Scope, a: StoredCondition, b: StoredCondition, alpha: float | None = None) -> Same | None:
+def same(scope: Evidence, a: StoredCondition, b: StoredCondition, alpha: float | None = None) -> Same | None:
     """None when the two share no coherent prompt."""
     s = scope.spec.verdicts
     level = s.alpha if alpha is None else alpha

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from personagate.experiments.analysis.evidence import Evidence
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.analysis.rules import RULES
-from personagate.experiments.analysis.scope import Scope
 from personagate.experiments.analysis.verdict import (
     INCONCLUSIVE,
     PREREQUISITE,
@@ -41,9 +41,9 @@ def compute_verdicts(
         return ()
     main, sweep = spec.generation.main, spec.generation.sweep
     modes = tuple(dict.fromkeys((main, sweep, spec.multiturn.mode)))  # the multi-turn family has its own mode
-    scopes = [Scope(measurements, spec, layout, 0, modes, "main")]
+    scopes = [Evidence(measurements, spec, layout, 0, modes, "main")]
     for index, seed in enumerate(resamples or [0]):
-        scopes.append(Scope(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
+        scopes.append(Evidence(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
     out: list[Verdict] = []
     for scope in scopes:
         done: dict[str, Verdict] = {}
@@ -66,7 +66,7 @@ def compute_verdicts(
     return tuple(out)
 
 
-def _with_sensitivity(scope: Scope, finding: Finding) -> Verdict:
+def _with_sensitivity(scope: Evidence, finding: Finding) -> Verdict:
     """The rule on coherent pairs, then with incoherent replies counted as refusals: the primary
     verdict stands only when both reach the same outcome."""
     rule = RULES[finding.rule]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from personagate.directions import Direction
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL, Group, Mode, Role
+from personagate.experiments.design.framing import DEFAULT_FRAMING, Framing
+from personagate.experiments.design.names import HARMFUL, Group, Mode, Role
 from personagate.interventions import Program
 
 
@@ -20,8 +21,8 @@ class Condition:
 
     ``role`` names what a verdict rule refers to (``Role.BASELINE``, ``Role.PERSONA_LATE_WINDOW``...);
     ``prompts`` the prompt set it is measured on (the test split, or the validation split for a
-    choice); ``system`` which system prompt frames the prompts (``default``, or ``compliant`` for
-    the natural-persona arm: the compliant personas in turn); ``axis`` places it on its sweep's plot.
+    choice); ``framing`` how the prompts are framed (the default persona, the compliant personas in
+    turn for the natural-persona arm, or a multi-turn conversation); ``axis`` places it on its sweep's plot.
     """
 
     name: str
@@ -30,7 +31,7 @@ class Condition:
     ops: Program
     mode: Mode
     prompts: str = HARMFUL
-    system: str = DEFAULT_SYSTEM
+    framing: Framing = DEFAULT_FRAMING
     resample: int = 0
     axis: float | None = None
     seed: int | None = None

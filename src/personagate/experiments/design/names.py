@@ -106,24 +106,6 @@ BENIGN = "benign"  # protocol paper: benign prompts for its coherence arm
 SAFE = "safe"  # over-refusal
 NEUTRAL = "neutral"  # coherence guard passages
 
-# System prompts a condition's prompts are framed by.
-DEFAULT_SYSTEM = "default"  # the model's own default persona
-COMPLIANT_SYSTEM = "compliant"  # the compliant personas in turn (the natural-persona arm)
-MULTITURN_PREFIX = "multiturn"  # "multiturn:FORM:K": each prompt as the probe after K exchanges of FORM
-
-
-def multiturn_system(form: str, exchanges: int) -> str:
-    return f"{MULTITURN_PREFIX}:{form}:{exchanges}"
-
-
-def parse_multiturn_system(system: str) -> tuple[str, int] | None:
-    """(form, exchanges) of a multi-turn framing, None for any other system."""
-    parts = system.split(":")
-    if len(parts) != 3 or parts[0] != MULTITURN_PREFIX or not parts[2].isdigit():
-        return None
-    return parts[1], int(parts[2])
-
-
 # Outcomes of a generated reply.
 REFUSE, COMPLY, INCOHERENT = "refuse", "comply", "incoherent"
 

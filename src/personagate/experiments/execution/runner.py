@@ -20,6 +20,7 @@ from personagate.directions import Direction
 from personagate.errors import PersonagateError
 from personagate.experiments.design import names as g
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import DEFAULT_FRAMING, Framing
 from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
@@ -76,8 +77,8 @@ class StudyRunner:
             scoring.judge_kind,
             scoring.judge_device,
         )
-        self._ids: dict[tuple[str, str], list[list[int]]] = {}
-        self._spans: dict[tuple[str, str], list[TurnSpans]] = {}  # conversation framings: where the turns lie
+        self._ids: dict[tuple[str, Framing], list[list[int]]] = {}
+        self._spans: dict[tuple[str, Framing], list[TurnSpans]] = {}  # conversation framings: where the turns lie
         self._histories: Histories | None = None
         self._neutral: list[tuple[list[int], list[int]]] | None = None
 
@@ -97,16 +98,15 @@ class StudyRunner:
         system = self.spec.prompts.system
         return ChatFormatter(self.chat.tokenizer) if system == "default" else ChatFormatter(self.chat.tokenizer, system)
 
-    def ids(self, prompt_set: str, system: str) -> list[list[int]]:
+    def ids(self, prompt_set: str, framing: Framing) -> list[list[int]]:
         """Token ids of a prompt set framed by the default persona, or by the compliant personas in turn
         (those held out of the main resample's persona direction: the natural arm never reuses them)."""
-        key = (prompt_set, system)
+        key = (prompt_set, framing)
         if key not in self._ids:
             texts = self.texts(prompt_set)
-            framing = g.parse_multiturn_system(system)
-            if framing is not None:
-                self._conversations(key, texts, *framing)
-            elif system == g.DEFAULT_SYSTEM:
+            if framing.is_multiturn:
+                self._conversations(key, texts, framing)
+            elif framing == DEFAULT_FRAMING:
                 fmt = self.formatter()
                 self._ids[key] = [fmt.encode(t) for t in texts]
             else:
@@ -116,20 +116,20 @@ class StudyRunner:
                 self._ids[key] = [personas[i % len(personas)].encode(t) for i, t in enumerate(texts)]
         return self._ids[key]
 
-    def spans(self, prompt_set: str, system: str) -> list[TurnSpans] | None:
+    def spans(self, prompt_set: str, framing: Framing) -> list[TurnSpans] | None:
         """Where the turns lie in each prompt of a conversation framing (None for single-turn framings)."""
-        self.ids(prompt_set, system)
-        return self._spans.get((prompt_set, system))
+        self.ids(prompt_set, framing)
+        return self._spans.get((prompt_set, framing))
 
-    def _conversations(self, key: tuple[str, str], texts: Sequence[str], form: str, exchanges: int) -> None:
-        """Each prompt as the probe after ``exchanges`` exchanges of ``form`` (the first
+    def _conversations(self, key: tuple[str, Framing], texts: Sequence[str], framing: Framing) -> None:
+        """Each prompt as the probe after ``framing.exchanges`` exchanges of ``framing.form`` (the first
         ``multiturn.probes`` prompts, or all), framed by the spec's system prompt."""
         if self._histories is None:
             self._histories = Histories.of(self.spec)
         probes = self.spec.multiturn.probes
         fmt = self.formatter()
         encoded = [
-            fmt.encode_conversation(self._histories.conversation(form, exchanges, t))
+            fmt.encode_conversation(self._histories.conversation(str(framing.form), int(framing.exchanges or 0), t))
             for t in (texts[:probes] if probes else texts)
         ]
         self._ids[key] = [e.ids for e in encoded]
@@ -166,14 +166,14 @@ class StudyRunner:
         self.register(conditions)
         units: list[Unit] = []
         generated = [c for c in conditions if c.mode == "generate"]
-        for (prompt_set, system), batch in _by_prompts(generated).items():
-            units += self._units("generate", batch, prompt_set, system)
-        for (_, system), batch in _by_prompts([c for c in generated if c.over_refusal]).items():
-            units += self._units("generate", batch, g.SAFE, system)
+        for (prompt_set, framing), batch in _by_prompts(generated).items():
+            units += self._units("generate", batch, prompt_set, framing)
+        for (_, framing), batch in _by_prompts([c for c in generated if c.over_refusal]).items():
+            units += self._units("generate", batch, g.SAFE, framing)
         for mode in ("screen", "first_token"):
             screened = [c for c in conditions if c.mode == mode]
-            for (prompt_set, system), batch in _by_prompts(screened).items():
-                units += self._units(mode, batch, prompt_set, system)
+            for (prompt_set, framing), batch in _by_prompts(screened).items():
+                units += self._units(mode, batch, prompt_set, framing)
         units += self._guard_units(conditions)
         pending = [u for u in units if not self._done(u)]
         bar = tqdm(total=len(pending), desc=desc, disable=not self.progress, unit="unit")
@@ -215,12 +215,12 @@ class StudyRunner:
             rule=self.rule,
         )
 
-    def _units(self, kind: Kind, conditions: Sequence[Condition], prompt_set: str, system: str) -> list[Unit]:
-        ids = self.ids(prompt_set, system)
+    def _units(self, kind: Kind, conditions: Sequence[Condition], prompt_set: str, framing: Framing) -> list[Unit]:
+        ids = self.ids(prompt_set, framing)
         items = [(i, tuple(tokens), ()) for i, tokens in enumerate(ids)]
         programs = [(c.name, c.resample, c.ops.to_table()) for c in conditions]
         prompts = min(SCREEN_PROMPTS, self.batch) if kind in ("screen", "first_token") else self.batch
-        return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH, self.spans(prompt_set, system))
+        return cut(kind, prompt_set, programs, items, prompts, ROWS_PER_BATCH, self.spans(prompt_set, framing))
 
     def _guard_units(self, conditions: Sequence[Condition]) -> list[Unit]:
         """One guard per distinct program (identity and resample): conditions sharing a program share it."""
@@ -270,7 +270,7 @@ class StudyRunner:
                 continue
             values = projections_by_layer(
                 self.chat,
-                self.ids(c.prompts, c.system),
+                self.ids(c.prompts, c.framing),
                 refusal,
                 program=c.program(self.directions[c.resample]),
                 batch_size=self.batch,
@@ -279,8 +279,8 @@ class StudyRunner:
             self.store.write_readout(c.name, values.tolist())
 
 
-def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, str], list[Condition]]:
-    out: dict[tuple[str, str], list[Condition]] = {}
+def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, Framing], list[Condition]]:
+    out: dict[tuple[str, Framing], list[Condition]] = {}
     for c in conditions:
-        out.setdefault((c.prompts, c.system), []).append(c)
+        out.setdefault((c.prompts, c.framing), []).append(c)
     return out

@@ -11,7 +11,8 @@ from typing import Any
 
 from personagate.errors import PersonagateError
 from personagate.experiments.design.conditions import Condition
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL, MODES, Group, Mode, Role
+from personagate.experiments.design.framing import DEFAULT_FRAMING, Framing
+from personagate.experiments.design.names import HARMFUL, MODES, Group, Mode, Role
 from personagate.interventions.program import program_identity
 
 EMPTY_PROGRAM = program_identity({"ops": []})  # the identity of no intervention (the baseline's program)
@@ -60,7 +61,7 @@ class StoredCondition:
     program: Mapping[str, Any] = field(default_factory=lambda: {"ops": []}, compare=False)
     position: int = 0
     prompts: str = HARMFUL
-    system: str = DEFAULT_SYSTEM
+    framing: Framing = DEFAULT_FRAMING
     resample: int = 0
     axis: float | None = None
     seed: int | None = None
@@ -82,7 +83,7 @@ class StoredCondition:
             program=table,
             position=position,
             prompts=condition.prompts,
-            system=condition.system,
+            framing=condition.framing,
             resample=condition.resample,
             axis=condition.axis,
             seed=condition.seed,
@@ -97,7 +98,7 @@ class StoredCondition:
             {
                 "role": self.role.value,
                 "prompts": self.prompts,
-                "system": self.system,
+                "framing": self.framing.to_json(),
                 "resample": self.resample,
                 "dose": self.dose,
                 "window": list(self.window) if self.window else None,
@@ -143,7 +144,11 @@ class StoredCondition:
             program=program if isinstance(program, dict) else {"ops": []},
             position=position,
             prompts=str(extra.get("prompts", HARMFUL)),
-            system=str(extra.get("system", DEFAULT_SYSTEM)),
+            framing=(
+                Framing.from_json(extra["framing"], where)
+                if "framing" in extra
+                else Framing.from_legacy(str(extra.get("system", "default")), where)
+            ),
             resample=int(extra.get("resample", 0)),
             axis=axis,
             seed=seed,

@@ -18,12 +18,12 @@ from personagate.experiments.analysis.verdict import (
 )
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("decrease", needs=("treated", "reference"))
-def decrease(scope: Scope, finding: Finding) -> Verdict:
+def decrease(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     reason, words = scope.missing(finding.role("treated"), finding.role("reference"))
     if reason:

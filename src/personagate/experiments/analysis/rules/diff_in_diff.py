@@ -32,12 +32,12 @@ from personagate.experiments.analysis.verdict import (
 from personagate.stats import bootstrap_mean_ci, holm
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("diff_in_diff", needs=("treated", "steered", "reference", "control"))
-def diff_in_diff(scope: Scope, finding: Finding) -> Verdict:
+def diff_in_diff(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     s = scope.spec.verdicts
     roles = [finding.role(k) for k in ("treated", "steered", "reference", "control")]
@@ -99,7 +99,7 @@ def diff_in_diff(scope: Scope, finding: Finding) -> Verdict:
     return v
 
 
-def _earlier_windows(scope: Scope, finding: Finding, treated) -> tuple[list, list]:
+def _earlier_windows(scope: Evidence, finding: Finding, treated) -> tuple[list, list]:
     """The windows before the late one (``family``) and, per window, (name, late above it, late below it),
     the late window taken in the same mode as the sweep."""
     family = finding.optional("family")

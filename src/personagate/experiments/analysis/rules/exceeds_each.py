@@ -29,12 +29,12 @@ from personagate.experiments.analysis.verdict import (
 from personagate.stats import holm
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("exceeds_each", needs=("treated", "reference", "named", "null"))
-def exceeds_each(scope: Scope, finding: Finding) -> Verdict:
+def exceeds_each(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     s = scope.spec.verdicts
     reason, words = scope.missing(finding.role("named"))

@@ -31,12 +31,12 @@ from personagate.power import bar_detectable, bar_power
 from personagate.stats import empirical_p_value, paired_difference
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("exceeds_null", needs=("treated", "null", "baseline"))
-def exceeds_null(scope: Scope, finding: Finding) -> Verdict:
+def exceeds_null(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     s, sweep = scope.spec.verdicts, scope.spec.generation.sweep
     null_role = finding.role("null")

@@ -18,13 +18,13 @@ from personagate.experiments.analysis.verdict import (
 from personagate.stats import holm, mcnemar_exact, tost_paired
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
     from personagate.experiments.storage.records import StoredCondition
 
 
 @register("late_not_early", needs=("family", "reference"))
-def late_not_early(scope: Scope, finding: Finding) -> Verdict:
+def late_not_early(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     members = scope.find(finding.role("family"))
     reference = scope.find(finding.role("reference"))

@@ -24,12 +24,12 @@ from personagate.experiments.analysis.verdict import (
 from personagate.stats import bootstrap_mean_ci, paired_trend
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("projection_trend", needs=("family",))
-def projection_trend(scope: Scope, finding: Finding) -> Verdict:
+def projection_trend(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     reason, words = scope.missing(finding.role("family"))
     if reason:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.analysis.verdict import Verdict
     from personagate.experiments.design.findings import Finding
 
-Compute = Callable[["Scope", "Finding"], "Verdict"]
+Compute = Callable[["Evidence", "Finding"], "Verdict"]
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,14 @@ from personagate.power import mcnemar_power, tost_power
 from personagate.stats import holm
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
     from personagate.experiments.storage.records import StoredCondition
 
 RESTORING = ("partial", "full", "overshoot")
 
 
-def _tests(scope: Scope, c: StoredCondition, steered: StoredCondition, base: StoredCondition) -> dict[str, object]:
+def _tests(scope: Evidence, c: StoredCondition, steered: StoredCondition, base: StoredCondition) -> dict[str, object]:
     return {
         "as_steered": same(scope, c, steered),
         "above_steered": shift(scope, c, steered, "above"),
@@ -79,7 +79,7 @@ def _adjusted(band: list[dict[str, object]], keys: tuple[str, ...], alpha: float
 
 
 @register("restoration_classes", needs=("family", "reference", "steered"))
-def restoration_classes(scope: Scope, finding: Finding) -> Verdict:
+def restoration_classes(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     s, layout = scope.spec.verdicts, scope.layout
     reason, words = scope.missing(finding.role("family"))

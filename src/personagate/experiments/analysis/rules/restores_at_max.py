@@ -30,12 +30,12 @@ from personagate.experiments.analysis.verdict import (
 )
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("restores_at_max", needs=("treated", "family", "null"))
-def restores_at_max(scope: Scope, finding: Finding) -> Verdict:
+def restores_at_max(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     reason, words = scope.missing(finding.role("treated"), finding.role("family"), finding.role("null"))
     if reason:

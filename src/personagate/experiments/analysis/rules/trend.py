@@ -25,12 +25,12 @@ from personagate.power import mcnemar_detectable, mcnemar_power
 from personagate.stats import paired_difference, paired_trend
 
 if TYPE_CHECKING:
-    from personagate.experiments.analysis.scope import Scope
+    from personagate.experiments.analysis.evidence import Evidence
     from personagate.experiments.design.findings import Finding
 
 
 @register("trend", needs=("family",))
-def trend(scope: Scope, finding: Finding) -> Verdict:
+def trend(scope: Evidence, finding: Finding) -> Verdict:
     v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
     reason, words = scope.missing(finding.role("family"))
     if reason:

@@ -8,7 +8,8 @@ import math
 
 from personagate.activations import second_moments
 from personagate.directions import Direction, energy_matched_direction
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Role
+from personagate.experiments.design.framing import DEFAULT_FRAMING
+from personagate.experiments.design.names import HARMFUL_VAL, STOPPED, Role
 from personagate.experiments.design.plan import ModelShape
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
@@ -49,7 +50,7 @@ def null_directions(runner: StudyRunner, blocks: PaperBlocks, directions: dict[s
     persona = Program([Add("paper-persona", runner.spec.paper.persona_alpha, blocks.site(blocks.inject))])
     with steer(runner.chat, persona.bind(directions)):
         moments = second_moments(
-            runner.chat, runner.ids(HARMFUL_VAL, DEFAULT_SYSTEM), [site], batch_size=runner.batch, progress=False
+            runner.chat, runner.ids(HARMFUL_VAL, DEFAULT_FRAMING), [site], batch_size=runner.batch, progress=False
         )
     cache = VectorCache(runner.store.path / "vectors", runner.spec, runner.chat)
     unit = directions["paper-unit"]

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import COMPLIANT_FRAMING
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMFUL_VAL, Group, Mode, Role
+from personagate.experiments.design.names import HARMFUL_VAL, Group, Mode, Role
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.protocols.v3.sweeps import (
     STYLES,
@@ -103,7 +104,7 @@ def main_conditions(
                 Role.NATURAL,
                 Program(),
                 mode(Role.NATURAL),
-                system=COMPLIANT_SYSTEM,
+                framing=COMPLIANT_FRAMING,
                 over_refusal=True,
             )
         )
@@ -134,7 +135,7 @@ def main_conditions(
                 Role.NATURAL_LATE_WINDOW,
                 Program([ablate_late]),
                 main,
-                system=COMPLIANT_SYSTEM,
+                framing=COMPLIANT_FRAMING,
                 **common,
             )
         )

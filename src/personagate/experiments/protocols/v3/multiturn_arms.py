@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import Framing
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import Group, Role, multiturn_system
+from personagate.experiments.design.names import Group, Role
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.protocols.v3.sweeps import persona_op, span
 from personagate.interventions import Ablate, Program, Window
@@ -40,11 +41,11 @@ def multiturn_conditions(spec: StudySpec, layout: Layout, coeff: float) -> list[
                     Role.MULTITURN,
                     Program(),
                     mode,
-                    system=multiturn_system(form, k),
+                    framing=Framing.multiturn(form, k),
                     axis=float(k),
                 )
             )
-        framed = {"system": multiturn_system(form, longest), "axis": float(longest)}
+        framed = {"framing": Framing.multiturn(form, longest), "axis": float(longest)}
         out.append(
             Condition(
                 f"{form} k={longest} - persona in {span(late)} at the probe",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from personagate.activations import last_token_stream, second_moments, turn_activations
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import Framing
 from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import (
@@ -16,7 +17,6 @@ from personagate.experiments.design.names import (
     HARMFUL_VAL,
     PROJECTION_FACT,
     Role,
-    multiturn_system,
 )
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
@@ -42,7 +42,7 @@ def check_multiturn_fits(runner: StudyRunner) -> None:
         return
     longest = max(spec.multiturn.exchanges)
     for form in spec.multiturn.forms:
-        ids = runner.ids(HARMFUL, multiturn_system(form, longest))
+        ids = runner.ids(HARMFUL, Framing.multiturn(form, longest))
         check_context(runner.chat, ids, spec.generation.max_new_tokens)
 
 
@@ -61,11 +61,11 @@ def multiturn_nulls(runner: StudyRunner, layout: Layout) -> dict[str, Direction]
         if all(cache.has("r0", key) for key in keys):
             out.update({key: cache.get("r0", key, _unreachable) for key in keys})
             continue
-        system = multiturn_system(form, longest)
-        spans = runner.spans(HARMFUL_VAL, system) or []
+        framing = Framing.multiturn(form, longest)
+        spans = runner.spans(HARMFUL_VAL, framing) or []
         moments = second_moments(
             runner.chat,
-            runner.ids(HARMFUL_VAL, system),
+            runner.ids(HARMFUL_VAL, framing),
             layers,
             batch_size=runner.batch,
             progress=runner.progress,
@@ -91,8 +91,8 @@ def persona_readout(runner: StudyRunner, conditions: Sequence[Condition], layer:
         key = f"{PROJECTION_FACT}:{c.name}"
         if runner.store.fact(key) is not None:
             continue
-        ids = runner.ids(HARMFUL, c.system)
-        spans = runner.spans(HARMFUL, c.system)
+        ids = runner.ids(HARMFUL, c.framing)
+        spans = runner.spans(HARMFUL, c.framing)
         values = last_token_stream(runner.chat, ids, layer, spans=spans, batch_size=runner.batch) @ persona
         runner.store.set_fact(key, {"layer": layer, "values": [round(float(v), 5) for v in values]})
 

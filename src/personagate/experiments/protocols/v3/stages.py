@@ -16,8 +16,9 @@ from personagate.directions import Direction
 from personagate.experiments.analysis.calibration import Calibration, calibrate
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import DEFAULT_FRAMING
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import DEFAULT_SYSTEM, HARMFUL_VAL, STOPPED, Group, Role
+from personagate.experiments.design.names import HARMFUL_VAL, STOPPED, Group, Role
 from personagate.experiments.design.plan import ArmPlan, ArmValues, Doses, ModelShape
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols.base import Protocol
@@ -123,7 +124,7 @@ def window_controls(
     with steer(runner.chat, steered):
         moments = second_moments(
             runner.chat,
-            runner.ids(HARMFUL_VAL, DEFAULT_SYSTEM),
+            runner.ids(HARMFUL_VAL, DEFAULT_FRAMING),
             layers,
             batch_size=runner.batch,
             progress=runner.progress,

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from personagate.experiments.design.conditions import Condition
+from personagate.experiments.design.framing import COMPLIANT_FRAMING
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import COMPLIANT_SYSTEM, HARMLESS_VAL, Group, Role
+from personagate.experiments.design.names import HARMLESS_VAL, Group, Role
 from personagate.experiments.design.plan import Doses
 from personagate.experiments.design.spec import StudySpec
 from personagate.interventions import Ablate, Add, Program, Window
@@ -120,7 +121,7 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                         Role.NATURAL_LATE_WINDOW if is_late else Role.NATURAL_WINDOW,
                         Program([ablate]),
                         sweep,
-                        system=COMPLIANT_SYSTEM,
+                        framing=COMPLIANT_FRAMING,
                         **common,
                     )
                 )
@@ -158,7 +159,7 @@ def window_sweep(spec: StudySpec, layout: Layout, coeff: float, resample: int) -
                         Role.NATURAL_RANDOM_LATE_WINDOW,
                         Program([random]),
                         sweep,
-                        system=COMPLIANT_SYSTEM,
+                        framing=COMPLIANT_FRAMING,
                         seed=seed,
                         **common,
                     )

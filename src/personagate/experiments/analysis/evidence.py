@@ -1,4 +1,4 @@
-"""``Scope``: the conditions one set of verdicts is computed on (a resample, the measurement modes to
+"""``Evidence``: the conditions one set of verdicts is computed on (a resample, the measurement modes to
 prefer, and how incoherent replies count), and the questions every rule asks of them: which
 condition plays a role, may it carry a verdict, its outcomes paired prompt by prompt with others'.
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.analysis.verdict import BLIND_MODE, NOT_MEASURED
-from personagate.experiments.design.names import HARMFUL, INCOHERENT, REFUSE, Mode, Role, parse_multiturn_system
+from personagate.experiments.design.names import HARMFUL, INCOHERENT, REFUSE, Mode, Role
 
 if TYPE_CHECKING:
     from personagate.experiments.design.layout import Layout
@@ -40,7 +40,7 @@ class Pairs:
         return len(self.columns[0]) if self.columns else 0
 
 
-class Scope:
+class Evidence:
     def __init__(
         self,
         measurements: Measurements,
@@ -57,21 +57,20 @@ class Scope:
         self.modes = tuple(m for m in modes if m in SIGHTED)
         self.frame = frame  # a multi-turn form: roles are looked up among its conversations only
 
-    def with_incoherent(self, incoherent: Incoherent) -> Scope:
-        return Scope(
+    def with_incoherent(self, incoherent: Incoherent) -> Evidence:
+        return Evidence(
             self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, incoherent, self.frame
         )
 
-    def framed(self, frame: str) -> Scope:
-        return Scope(
+    def framed(self, frame: str) -> Evidence:
+        return Evidence(
             self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, self.incoherent, frame
         )
 
     def _in_frame(self, condition: StoredCondition) -> bool:
         if not self.frame:
             return True
-        framing = parse_multiturn_system(condition.system)
-        return framing is not None and framing[0] == self.frame
+        return condition.framing.is_multiturn and condition.framing.form == self.frame
 
     def find(self, role: Role, modes: tuple[Mode, ...] | None = None) -> list[StoredCondition]:
         """Conditions with ``role`` on the test prompts in this resample (falling back to resample 0 for
