@@ -76,14 +76,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from personagate.experiments.protocols import DEFAULT, load_spec
+    from personagate.experiments.protocols import load_spec, profile_name
     from personagate.experiments.study import run_study as run
     from personagate.report import write_report
     from personagate.report.terminal import verdict_table
 
     spec = load_spec(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
     model = args.model or spec.model.id
-    profile = ("quick" if args.quick else "full") + ("" if spec.protocol == DEFAULT else f"-{spec.protocol}")
+    profile = profile_name(spec.protocol, args.quick)
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")

@@ -31,6 +31,11 @@ def names() -> tuple[str, ...]:
     return (DEFAULT, *(n for n in found if n != DEFAULT))
 
 
+def profile_name(name: str, quick: bool) -> str:
+    """The default run folder's suffix: ``quick`` or ``full``, then the protocol unless it is the default."""
+    return ("quick" if quick else "full") + ("" if name == DEFAULT else f"-{name}")
+
+
 def get(name: str) -> Protocol:
     """The protocol named ``name``, or the package's one-line error listing the known ones."""
     if name not in names():
