@@ -223,6 +223,9 @@ def test_a_framing_is_stored_as_its_own_value_and_old_stores_still_read(tmp_path
     assert old.framing == Framing.multiturn("history", 2)
     for bad in (
         {"kind": "multiturn", "form": None, "exchanges": 2},
+        {"kind": "multiturn", "form": "history", "exchanges": "2"},
+        {"kind": "multiturn", "form": "history", "exchanges": -1},
+        {"kind": "default", "form": "history", "exchanges": None},
         {"kind": "elsewhere", "form": None, "exchanges": None},
     ):
         with pytest.raises(PersonagateError, match="framing personagate never writes"):

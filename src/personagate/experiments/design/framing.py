@@ -27,11 +27,12 @@ class Framing:
     exchanges: int | None = None
 
     def __post_init__(self) -> None:
-        conversation = self.form is not None and self.exchanges is not None and self.exchanges >= 0
-        if (self.kind is FramingKind.MULTITURN) != conversation or (
-            self.kind is not FramingKind.MULTITURN and (self.form is not None or self.exchanges is not None)
-        ):
-            raise ValueError(f"not a framing: {self!r}")  # a programming error: built only by the classmethods
+        if self.is_multiturn:
+            ok = isinstance(self.form, str) and type(self.exchanges) is int and self.exchanges >= 0
+        else:
+            ok = self.form is None and self.exchanges is None
+        if not ok:
+            raise ValueError(f"not a framing: {self!r}")
 
     @classmethod
     def multiturn(cls, form: str, exchanges: int) -> Framing:
@@ -48,10 +49,9 @@ class Framing:
     def from_json(cls, data: object, where: str) -> Framing:
         """The framing a run store recorded; anything no version of personagate writes is an error."""
         if isinstance(data, Mapping) and set(data) == {"kind", "form", "exchanges"}:
-            form, exchanges = data["form"], data["exchanges"]
             try:
-                return cls(FramingKind(data["kind"]), form, exchanges)  # type: ignore[arg-type]
-            except ValueError:
+                return cls(FramingKind(data["kind"]), data["form"], data["exchanges"])
+            except ValueError:  # an unknown kind, or fields that do not fit it
                 pass
         raise PersonagateError(f"{where} records a framing personagate never writes: {data!r}")
 
