@@ -11,6 +11,7 @@ from personagate.experiments.analysis.results import Results
 from personagate.experiments.design import names as g
 from personagate.experiments.design.names import Group, Mode, Role
 from personagate.experiments.protocols import recorded_spec
+from personagate.experiments.storage import facts
 from personagate.experiments.storage.records import Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.interventions.program import program_identity
@@ -87,8 +88,8 @@ class LaidOut:
         spec["verdicts"].update(verdicts or {})
         recorded = {**spec, "findings": findings or SHIPPED["findings"], "protocol": protocol}
         store.start({"spec": recorded}, ["spec"])
-        store.set_fact("layout", LAYOUT)
-        store.set_fact("resample_seeds", [0])
+        store.set_fact(facts.LAYOUT, LAYOUT)
+        store.set_fact(facts.RESAMPLE_SEEDS, [0])
         for position, (condition, values) in enumerate(self.arms):
             store.add_condition(StoredCondition(**{**condition.__dict__, "position": position}))
             broken = (incoherent or {}).get(condition.name, 0)

@@ -12,7 +12,7 @@ from laid_out import SWEEP, V2_FINDINGS, LaidOut, pattern
 
 def verdicts_of(layout: LaidOut, path, **kwargs):
     results = layout.results(path, findings=V2_FINDINGS, protocol="v2", **kwargs)
-    return {v.finding: v for v in results.verdicts if v.scope == "main"}
+    return {v.finding: v for v in results.verdicts if v.scope.is_main}
 
 
 def base_layout(window: int = 60) -> LaidOut:

@@ -17,7 +17,7 @@ N = 100
 
 
 def verdicts_of(layout: LaidOut, path: Path, **kwargs) -> dict[str, Verdict]:
-    return {v.finding: v for v in layout.results(path, **kwargs).verdicts if v.scope == "main"}
+    return {v.finding: v for v in layout.results(path, **kwargs).verdicts if v.scope.is_main}
 
 
 def base_layout(persona: int = 20, n: int = N) -> LaidOut:

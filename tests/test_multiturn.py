@@ -19,6 +19,7 @@ from personagate.experiments.design.plan import ModelShape, check_findings_laid_
 from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.protocols import get, load_spec, recorded_spec, registries
 from personagate.experiments.protocols.v3.multiturn_arms import multiturn_conditions
+from personagate.experiments.storage import facts
 from personagate.stats import paired_trend
 
 from laid_out import LaidOut, pattern
@@ -153,7 +154,7 @@ def _at_max(laid: LaidOut, form: str, knockout: int, nulls: list[int]) -> None:
 def _verdicts(tmp_path, laid: LaidOut, projections: dict[str, list[float]] | None = None) -> dict[str, object]:
     store = laid.store(tmp_path)
     for name, values in (projections or {}).items():
-        store.set_fact(f"multiturn_projection:{name}", {"layer": 6, "values": values})
+        store.set_fact(facts.PROJECTION.of(name), {"layer": 6, "values": values})
     results = Results.of(store, recorded_spec(store.manifest()))
     store.close()
     return {v.finding: v for v in results.main_verdicts()}
@@ -197,8 +198,8 @@ def test_the_family_carries_no_resample_verdicts(tmp_path):
     with laid.store(tmp_path) as store:
         results = Results.of(store, recorded_spec(store.manifest()))
     framed = [v for v in results.verdicts if v.finding.endswith(FORMS)]
-    assert framed and {v.scope for v in framed} == {"main"}
-    assert any(v.scope != "main" for v in results.verdicts)  # the other findings still have theirs
+    assert framed and all(v.scope.is_main for v in framed)
+    assert any(not v.scope.is_main for v in results.verdicts)  # the other findings still have theirs
 
 
 def test_too_few_random_directions_cannot_decide(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.names import Role
 from personagate.experiments.protocols import recorded_spec
+from personagate.experiments.storage import facts
 from personagate.experiments.storage.records import Row
 from personagate.experiments.storage.store import RunStore
 from personagate.report import write_report
@@ -33,8 +34,8 @@ def make_results(path) -> Results:
         ]
     )
     store.write_readout("baseline", [[0.1, 0.5, 0.9], [0.2, 0.4, 1.1]])
-    store.set_fact("persona_coeff", 2.0)
-    store.set_fact("layout", LAYOUT)
+    store.set_fact(facts.PERSONA_COEFF, 2.0)
+    store.set_fact(facts.LAYOUT, LAYOUT)
     with store:
         return Results.of(store, recorded_spec(store.manifest()))
 

@@ -8,6 +8,7 @@ import pytest
 
 from personagate import PersonagateError
 from personagate.experiments.design.names import Group, Role
+from personagate.experiments.storage import facts
 from personagate.experiments.storage.records import EMPTY_PROGRAM, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 
@@ -48,9 +49,9 @@ def test_resume_checks_identity(tmp_path):
 
 def test_facts_and_readout(tmp_path):
     with RunStore(tmp_path) as store:
-        store.set_fact("persona_coeff", 4.0)
-        store.set_fact("persona_coeff", 2.0)
-        assert store.fact("persona_coeff") == 2.0 and store.fact("missing", "d") == "d"
+        store.set_fact(facts.PERSONA_COEFF, 4.0)
+        store.set_fact(facts.PERSONA_COEFF, 2.0)
+        assert store.fact(facts.PERSONA_COEFF) == 2.0 and store.fact(facts.PERSONA_COEFF_RULE, "d") == "d"
         store.write_readout("baseline", [[0.5, 1.5], [0.7, 1.1]])  # two prompts, two layers
         assert store.readout() == {"baseline": [[0.5, 0.7], [1.5, 1.1]]}  # per layer, per prompt
 
@@ -68,3 +69,15 @@ def test_a_killed_run_whose_rows_are_still_in_the_write_ahead_log_can_be_reporte
     assert (copy / "run.sqlite-wal").stat().st_size > 0
     with RunStore(copy, create=False) as reopened:
         assert reopened.done_ids("baseline", "harmful") == {0}
+
+
+def test_a_fact_of_the_wrong_type_fails_where_it_is_written(tmp_path):
+    with RunStore(tmp_path / "r") as store:
+        with pytest.raises(TypeError, match="resample_seeds"):
+            store.set_fact(facts.RESAMPLE_SEEDS, {"not": "a list"})
+        with pytest.raises(TypeError, match="persona_coeff"):
+            store.set_fact(facts.PERSONA_COEFF, "4")
+        store.set_fact(facts.PROJECTION.of("arm"), {"layer": 1, "values": [0.5]})
+        assert store.facts_under(facts.PROJECTION) == {"arm": {"layer": 1, "values": [0.5]}}
+        assert all(facts.is_declared(key) for (key,) in store.db.execute("SELECT key FROM facts"))
+        assert not facts.is_declared("multiturn_projection") and not facts.is_declared("made_up")

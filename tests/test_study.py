@@ -21,6 +21,7 @@ import torch
 from personagate import Direction, PersonagateError
 from personagate.cli import main
 from personagate.experiments.protocols import load_spec
+from personagate.experiments.storage import facts
 
 from tiny import tiny_model
 
@@ -90,6 +91,9 @@ def test_full_run_writes_summary_report_and_manifest(study_dir, tmp_path, capsys
     assert main(["run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
     rows = summary(out)
     assert {"condition", "refusal_rate", "ci_low", "ci_high", "n"} <= set(rows[0])
+    with sqlite3.connect(out / "run.sqlite") as db:
+        keys = [key for (key,) in db.execute("SELECT key FROM facts")]
+    assert keys and all(facts.is_declared(key) for key in keys), keys  # every fact through the registry
     names = [r["condition"] for r in rows]
     assert names[:3] == ["baseline [val]", "persona x1 [val]", "persona x3 [val]"]
     groups = {r["group"] for r in rows}

@@ -22,6 +22,7 @@ from personagate.experiments.design.splits import PromptSplits, split_prompts
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols import get as get_protocol
 from personagate.experiments.protocols import recorded_spec
+from personagate.experiments.storage.facts import SECONDS_LAST_SESSION
 from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
 from personagate.outputs import check_run_dir
@@ -136,7 +137,7 @@ def run_study(
             executor = RayPool(config)
         runner = StudyRunner(spec, chat, store, splits, progress, executor)
         get_protocol(spec.protocol).run(runner)
-        store.set_fact("seconds_last_session", time.perf_counter() - started)
+        store.set_fact(SECONDS_LAST_SESSION, time.perf_counter() - started)
         results = Results.of(store, recorded_spec(store.manifest()))
         write_exports(results)
     finally:

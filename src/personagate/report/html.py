@@ -107,7 +107,7 @@ def render(results: Results, samples: int = 3) -> str:
             )
         parts.append("</div>")
     if results.judge_verdicts:
-        judged = [v for v in results.judge_verdicts if v.scope == "main"]
+        judged = [v for v in results.judge_verdicts if v.scope.is_main]
         parts.append(
             "<h2>Verdicts under the judge's labels</h2><p class='muted'>The same rules, every judged reply labelled "
             f"by the judge ({esc(results.spec.scoring.judge)}) instead of the phrase detector; incoherent replies "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from personagate.experiments.analysis.measurements import Measurements
-from personagate.experiments.analysis.verdict import BLIND_MODE, NOT_MEASURED
+from personagate.experiments.analysis.verdict import BLIND_MODE, NOT_MEASURED, EvidenceId, Reason
 from personagate.experiments.design.names import HARMFUL, INCOHERENT, REFUSE, Mode, Role
 
 if TYPE_CHECKING:
@@ -48,23 +48,23 @@ class Evidence:
         layout: Layout | None,
         resample: int,
         modes: tuple[Mode, ...],
-        label: str,
+        id: EvidenceId,
         incoherent: Incoherent = "exclude",
         frame: str = "",
     ) -> None:
         self.measurements, self.spec, self.layout = measurements, spec, layout
-        self.resample, self.label, self.incoherent = resample, label, incoherent
+        self.resample, self.id, self.incoherent = resample, id, incoherent
         self.modes = tuple(m for m in modes if m in SIGHTED)
         self.frame = frame  # a multi-turn form: roles are looked up among its conversations only
 
     def with_incoherent(self, incoherent: Incoherent) -> Evidence:
         return Evidence(
-            self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, incoherent, self.frame
+            self.measurements, self.spec, self.layout, self.resample, self.modes, self.id, incoherent, self.frame
         )
 
     def framed(self, frame: str) -> Evidence:
         return Evidence(
-            self.measurements, self.spec, self.layout, self.resample, self.modes, self.label, self.incoherent, frame
+            self.measurements, self.spec, self.layout, self.resample, self.modes, self.id, self.incoherent, frame
         )
 
     def _in_frame(self, condition: StoredCondition) -> bool:
@@ -93,12 +93,12 @@ class Evidence:
                     return found
         return []
 
-    def missing(self, *roles: Role, modes: tuple[Mode, ...] | None = None) -> tuple[str, str]:
+    def missing(self, *roles: Role, modes: tuple[Mode, ...] | None = None) -> tuple[Reason, str]:
         """(reason, words) when some of ``roles`` have no condition here (never measured, or measured by
         the first token only, which cannot see incoherence); ("", "") when all are here."""
         absent = [r for r in roles if not self.find(r, modes)]
         if not absent:
-            return "", ""
+            return Reason.NONE, ""
         blind = [r for r in absent if any(c.role == r for c in self.measurements.conditions)]
         if blind and all(c.mode not in SIGHTED for c in self.measurements.conditions if c.role in blind):
             return BLIND_MODE, f"{', '.join(map(str, blind))} measured by the first token only"

@@ -11,7 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, PROJECTION_FACT, REFUSE, SAFE
+from personagate.experiments.design.names import COMPLY, HARMFUL, INCOHERENT, NEUTRAL, REFUSE, SAFE
+from personagate.experiments.storage.facts import PROJECTION
 from personagate.experiments.storage.records import EMPTY_PROGRAM, NONFINITE_TEXT, Row, StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.scoring.paper_regex import paper_refusal
@@ -101,7 +102,7 @@ class Measurements:
     @classmethod
     def of(cls, store: RunStore) -> Measurements:
         measured = cls.from_rows(store.conditions(), store.rows())
-        readout = store.facts_under(PROJECTION_FACT)
+        readout = store.facts_under(PROJECTION)
         projections = {name: dict(enumerate(fact["values"])) for name, fact in readout.items()}
         return replace(measured, projections=projections) if projections else measured
 

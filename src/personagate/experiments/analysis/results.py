@@ -14,8 +14,20 @@ from personagate.experiments.analysis.summary import ConditionSummary, summarise
 from personagate.experiments.analysis.verdict import Verdict
 from personagate.experiments.analysis.verdicts import compute_verdicts
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import DRIFT_FACT, HARMFUL, HEADLINE_ROLES, STOPPED, Group, Mode, Role
+from personagate.experiments.design.names import HARMFUL, HEADLINE_ROLES, Group, Mode, Role
 from personagate.experiments.design.spec import StudySpec
+from personagate.experiments.storage.facts import (
+    CALIBRATION,
+    COS_PERSONA_REFUSAL,
+    DRIFT,
+    GEOMETRY,
+    LAYOUT,
+    PERSONA_COEFF,
+    PERSONA_COEFF_RULE,
+    RESAMPLE_SEEDS,
+    STOPPED,
+    STOPPED_LEGACY,
+)
 from personagate.experiments.storage.store import RunStore
 
 
@@ -54,17 +66,17 @@ class RunFacts:
 
     @classmethod
     def of(cls, store: RunStore) -> RunFacts:
-        layout = store.fact("layout")
-        coeff = store.fact("persona_coeff")
+        layout = store.fact(LAYOUT)
+        coeff = store.fact(PERSONA_COEFF)
         return cls(
             layout=Layout.from_fact(layout) if layout else None,
             persona_coeff=float(coeff) if coeff is not None else None,
-            persona_coeff_rule=str(store.fact("persona_coeff_rule", "")),
-            cos_persona_refusal=tuple(float(x) for x in store.fact("cos_persona_refusal") or ()),
-            resample_seeds=tuple(int(x) for x in store.fact("resample_seeds") or ()),
-            stopped=str(store.fact(STOPPED, "") or store.fact("no_coherent_persona_dose", "")),
-            calibration=store.fact("calibration"),
-            geometry=dict(store.fact("geometry") or {}),
+            persona_coeff_rule=str(store.fact(PERSONA_COEFF_RULE, "")),
+            cos_persona_refusal=tuple(float(x) for x in store.fact(COS_PERSONA_REFUSAL) or ()),
+            resample_seeds=tuple(int(x) for x in store.fact(RESAMPLE_SEEDS) or ()),
+            stopped=str(store.fact(STOPPED, "") or store.fact(STOPPED_LEGACY, "")),
+            calibration=store.fact(CALIBRATION),
+            geometry=dict(store.fact(GEOMETRY) or {}),
         )
 
 
@@ -102,19 +114,19 @@ class Results:
             verdicts=compute_verdicts(measurements, spec, facts.layout, facts.resample_seeds),
             readout=store.readout(),
             judge_verdicts=judge_verdicts,
-            drift=store.facts_under(DRIFT_FACT),
+            drift=store.facts_under(DRIFT),
         )
 
     # --- views the report and the plots share ----------------------------------------------------
 
     def main_verdicts(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.scope == "main"]
+        return [v for v in self.verdicts if v.scope.is_main]
 
     def robustness(self) -> dict[str, list[str]]:
         """Per finding: its outcomes over the resamples (sweep-mode verdicts)."""
         out: dict[str, list[str]] = {}
         for v in self.verdicts:
-            if v.scope.startswith("resample"):
+            if not v.scope.is_main:
                 out.setdefault(v.finding, []).append(v.outcome)
         return out
 

@@ -21,11 +21,14 @@ from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.analysis.rules import RULES
 from personagate.experiments.analysis.verdict import (
     INCONCLUSIVE,
+    MAIN,
     PREREQUISITE,
     REPRODUCED,
     SENSITIVITY,
     STRADDLES,
     UNDERPOWERED,
+    Amendment,
+    EvidenceId,
     Verdict,
 )
 from personagate.experiments.design.findings import Finding
@@ -41,46 +44,54 @@ def compute_verdicts(
         return ()
     main, sweep = spec.generation.main, spec.generation.sweep
     modes = tuple(dict.fromkeys((main, sweep, spec.multiturn.mode)))  # the multi-turn family has its own mode
-    scopes = [Evidence(measurements, spec, layout, 0, modes, "main")]
+    sets = [Evidence(measurements, spec, layout, 0, modes, MAIN)]
     for index, seed in enumerate(resamples or [0]):
-        scopes.append(Evidence(measurements, spec, layout, index, (sweep,), f"resample {seed} ({sweep})"))
+        sets.append(Evidence(measurements, spec, layout, index, (sweep,), EvidenceId(seed, sweep)))
     out: list[Verdict] = []
-    for scope in scopes:
+    for evidence in sets:
         done: dict[str, Verdict] = {}
         for finding in spec.findings:
-            if finding.frame and scope.label != "main":
+            if finding.frame and not evidence.id.is_main:
                 continue  # the multi-turn family is measured on resample 0 only: no resample verdicts
-            verdict = _with_sensitivity(scope, finding)
-            verdict.kind = finding.kind
-            required = done.get(finding.requires)
-            if required is not None and required.outcome != REPRODUCED and verdict.outcome == REPRODUCED:
-                verdict.inconclusive(PREREQUISITE, f"requires {required.finding!r}, which is {required.outcome}")
-            min_n = spec.verdicts.min_n
-            if 0 < verdict.n < min_n:  # said even when the numbers are inconclusive anyway
-                pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
-                verdict.inconclusive(UNDERPOWERED, f"underpowered (n={verdict.n} < {min_n}{pointing})")
-                if verdict.reason == STRADDLES:  # straddling the margin is what too few prompts looks like
-                    verdict.reason = UNDERPOWERED
+            verdict = _with_sensitivity(evidence, finding).of_kind(finding.kind)
+            for amendment in (_prerequisite(verdict, done.get(finding.requires)), _min_n(verdict, spec.verdicts.min_n)):
+                if amendment is not None:
+                    verdict = verdict.amended(amendment)
             done[finding.id] = verdict
             out.append(verdict)
     return tuple(out)
 
 
-def _with_sensitivity(scope: Evidence, finding: Finding) -> Verdict:
+def _prerequisite(verdict: Verdict, required: Verdict | None) -> Amendment | None:
+    """A finding that requires another is not reproduced on its own: inconclusive unless that one is."""
+    if required is None or required.outcome == REPRODUCED or verdict.outcome != REPRODUCED:
+        return None
+    return Amendment(PREREQUISITE, f"requires {required.finding!r}, which is {required.outcome}")
+
+
+def _min_n(verdict: Verdict, min_n: int) -> Amendment | None:
+    """Fewer prompts than ``min_n``: underpowered, said even when the numbers are inconclusive anyway
+    (straddling the margin is what too few prompts looks like)."""
+    if not 0 < verdict.n < min_n:
+        return None
+    pointing = "" if verdict.outcome == INCONCLUSIVE else f"; the numbers point to {verdict.outcome}"
+    return Amendment(UNDERPOWERED, f"underpowered (n={verdict.n} < {min_n}{pointing})", replace_reason=(STRADDLES,))
+
+
+def _with_sensitivity(evidence: Evidence, finding: Finding) -> Verdict:
     """The rule on coherent pairs, then with incoherent replies counted as refusals: the primary
     verdict stands only when both reach the same outcome."""
     rule = RULES[finding.rule]
-    scope = scope.framed(finding.frame)
-    primary = rule.compute(scope.with_incoherent("exclude"), finding)
-    sensitivity = rule.compute(scope.with_incoherent("refuse"), finding)
+    evidence = evidence.framed(finding.frame)
+    primary = rule.decide(evidence.with_incoherent("exclude"), finding)
+    sensitivity = rule.decide(evidence.with_incoherent("refuse"), finding)
     if primary.outcome == sensitivity.outcome:
-        if primary.excluded:
-            primary.detail += (
-                f"; {primary.excluded} prompt(s) with an incoherent reply left out; counting them as refusals "
-                "gives the same outcome"
-            )
-        return primary
-    return primary.inconclusive(
-        SENSITIVITY,
-        f"on coherent pairs {primary.outcome}, with incoherent replies counted as refusals {sensitivity.outcome}",
-    )
+        if not primary.excluded:
+            return primary
+        note = (
+            f"{primary.excluded} prompt(s) with an incoherent reply left out; counting them as refusals "
+            "gives the same outcome"
+        )
+        return primary.amended(Amendment(note=note))
+    words = f"on coherent pairs {primary.outcome}, with incoherent replies counted as refusals {sensitivity.outcome}"
+    return primary.amended(Amendment(SENSITIVITY, words))

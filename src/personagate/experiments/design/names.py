@@ -122,11 +122,3 @@ HEADLINE_ROLES: tuple[Role, ...] = (
     Role.NATURAL_LATE_WINDOW,
     Role.POSITIVE_CONTROL,
 )
-
-# The run-store fact saying why a run stopped before its test stage (the model cannot carry the
-# design: no coherent persona dose, no reply on one side of the paper's persona contrast)
-STOPPED = "stopped_before_test"
-
-# Run-store facts of the multi-turn family, keyed "PREFIX:condition" and "PREFIX:form"
-PROJECTION_FACT = "multiturn_projection"  # the persona projection at each probe's last token
-DRIFT_FACT = "multiturn_drift"  # the projections at the last token of every turn of the longest conversation

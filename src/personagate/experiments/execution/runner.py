@@ -27,6 +27,7 @@ from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.execution.executors import Executor, InProcess
 from personagate.experiments.execution.units import Kind, Unit, cut
 from personagate.experiments.execution.units import Settings as UnitSettings
+from personagate.experiments.storage.facts import REFUSAL_TOKENS
 from personagate.experiments.storage.records import StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import find_refusal_tokens, projections_by_layer
@@ -241,12 +242,12 @@ class StudyRunner:
     # --- stages -----------------------------------------------------------------------------------
 
     def learn_refusal_tokens(self) -> None:
-        tokens = self.store.fact("refusal_tokens")
+        tokens = self.store.fact(REFUSAL_TOKENS)
         settings = self.spec.directions
         if tokens is None and settings.refusal_tokens:
             ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in settings.refusal_tokens]
             tokens = {"ids": ids, "tokens": list(settings.refusal_tokens)}
-            self.store.set_fact("refusal_tokens", tokens)
+            self.store.set_fact(REFUSAL_TOKENS, tokens)
         if tokens is None:
             n = self.spec.generation.refusal_token_prompts
             found = find_refusal_tokens(
@@ -258,7 +259,7 @@ class StudyRunner:
                 progress=self.progress,
             )
             tokens = found.to_dict()
-            self.store.set_fact("refusal_tokens", tokens)
+            self.store.set_fact(REFUSAL_TOKENS, tokens)
         self.refusal_tokens = RefusalTokens.from_dict(tokens)
 
     def readout(self, conditions: Sequence[Condition], resample: int = 0) -> None:

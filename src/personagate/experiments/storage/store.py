@@ -18,6 +18,7 @@ from typing import Any
 
 from personagate import checks
 from personagate.errors import PersonagateError
+from personagate.experiments.storage.facts import Fact, FactFamily, T
 from personagate.experiments.storage.records import Row, StoredCondition
 from personagate.outputs import check_run_dir, write_atomically
 
@@ -39,11 +40,9 @@ CREATE TABLE IF NOT EXISTS judgements (judge TEXT NOT NULL, reply TEXT NOT NULL,
     PRIMARY KEY (judge, reply));
 """
 
-
 TABLES = {"manifest", "conditions", "rows", "readout", "facts"}
 EXPORTS = ("summary.csv", "verdicts.csv", "completions.jsonl", "report.html")
 _SQLITE_HEADER = b"SQLite format 3\x00"
-
 
 ROW_COLUMNS = [f.name for f in dataclasses.fields(Row)]
 
@@ -138,18 +137,19 @@ class RunStore:
             return True
         return False
 
-    def set_fact(self, key: str, value: Any) -> None:
+    def set_fact(self, fact: Fact[T], value: T) -> None:
+        fact.check(value)
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, json.dumps(value)))
+            self.db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (fact.key, json.dumps(value)))
 
-    def fact(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+    def fact(self, fact: Fact[T], default: T | None = None) -> T | None:
+        row = self.db.execute("SELECT value FROM facts WHERE key = ?", (fact.key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def facts_under(self, prefix: str) -> dict[str, Any]:
-        """Every fact whose key starts with ``prefix:``, by the rest of its key."""
-        n = len(prefix) + 1
-        rows = self.db.execute("SELECT key, value FROM facts WHERE substr(key, 1, ?) = ?", (n, prefix + ":"))
+    def facts_under(self, family: FactFamily[T]) -> dict[str, T]:
+        """Every fact of ``family``, by the rest of its key."""
+        n = len(family.prefix) + 1
+        rows = self.db.execute("SELECT key, value FROM facts WHERE substr(key, 1, ?) = ?", (n, family.prefix + ":"))
         return {key[n:]: json.loads(value) for key, value in rows}
 
     # --- conditions and rows ----------------------------------------------------------------------

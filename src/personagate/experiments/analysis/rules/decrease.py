@@ -9,12 +9,11 @@ from personagate.experiments.analysis.comparisons import rates, shift
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 
 if TYPE_CHECKING:
@@ -23,8 +22,8 @@ if TYPE_CHECKING:
 
 
 @register("decrease", needs=("treated", "reference"))
-def decrease(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def decrease(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     reason, words = scope.missing(finding.role("treated"), finding.role("reference"))
     if reason:
         return v.inconclusive(reason, words)

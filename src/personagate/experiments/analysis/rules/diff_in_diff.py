@@ -22,12 +22,11 @@ from personagate.experiments.analysis.comparisons import rates, same, shift
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.stats import bootstrap_mean_ci, holm
 
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
 
 
 @register("diff_in_diff", needs=("treated", "steered", "reference", "control"))
-def diff_in_diff(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def diff_in_diff(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     s = scope.spec.verdicts
     roles = [finding.role(k) for k in ("treated", "steered", "reference", "control")]
     reason, words = scope.missing(*roles)

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.stats import tost_paired
 
@@ -23,8 +22,8 @@ if TYPE_CHECKING:
 
 
 @register("equivalent", needs=("treated", "reference"))
-def equivalent(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def equivalent(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     reason, words = scope.missing(finding.role("treated"), finding.role("reference"))
     if reason:
         return v.inconclusive(reason, words)

@@ -19,12 +19,11 @@ from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     FEW_SEEDS,
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.stats import holm
 
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
 
 
 @register("exceeds_each", needs=("treated", "reference", "named", "null"))
-def exceeds_each(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def exceeds_each(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     s = scope.spec.verdicts
     reason, words = scope.missing(finding.role("named"))
     if reason:

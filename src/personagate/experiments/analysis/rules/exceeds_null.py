@@ -19,12 +19,11 @@ from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     FEW_SEEDS,
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.experiments.design.names import Role
 from personagate.power import bar_detectable, bar_power
@@ -36,8 +35,8 @@ if TYPE_CHECKING:
 
 
 @register("exceeds_null", needs=("treated", "null", "baseline"))
-def exceeds_null(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def exceeds_null(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     s, sweep = scope.spec.verdicts, scope.spec.generation.sweep
     null_role = finding.role("null")
     reason, words = scope.missing(null_role, modes=(sweep,))

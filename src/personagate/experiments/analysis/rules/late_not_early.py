@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.stats import holm, mcnemar_exact, tost_paired
 
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
 
 
 @register("late_not_early", needs=("family", "reference"))
-def late_not_early(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def late_not_early(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     members = scope.find(finding.role("family"))
     reference = scope.find(finding.role("reference"))
     if not members or not reference or scope.layout is None:

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.stats import bootstrap_mean_ci, paired_trend
 
@@ -29,8 +28,8 @@ if TYPE_CHECKING:
 
 
 @register("projection_trend", needs=("family",))
-def projection_trend(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def projection_trend(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     reason, words = scope.missing(finding.role("family"))
     if reason:
         return v.inconclusive(reason, words)

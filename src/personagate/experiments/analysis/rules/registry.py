@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from personagate.experiments.analysis.evidence import Evidence
-    from personagate.experiments.analysis.verdict import Verdict
+    from personagate.experiments.analysis.verdict import Draft, Verdict
     from personagate.experiments.design.findings import Finding
 
-Compute = Callable[["Evidence", "Finding"], "Verdict"]
+Compute = Callable[["Evidence", "Finding"], "Draft"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class Rule:
     name: str
     needs: tuple[str, ...]
     compute: Compute
+
+    def decide(self, evidence: Evidence, finding: Finding) -> Verdict:
+        """The rule's verdict on ``evidence``, sealed: nothing edits it after the rule returned."""
+        return self.compute(evidence, finding).seal()
 
 
 RULES: dict[str, Rule] = {}

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING
 from personagate.experiments.analysis.comparisons import Same, Shift, same, shift
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     OVERSHOOT,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.power import mcnemar_power, tost_power
 from personagate.stats import holm
@@ -79,8 +78,8 @@ def _adjusted(band: list[dict[str, object]], keys: tuple[str, ...], alpha: float
 
 
 @register("restoration_classes", needs=("family", "reference", "steered"))
-def restoration_classes(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def restoration_classes(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     s, layout = scope.spec.verdicts, scope.layout
     reason, words = scope.missing(finding.role("family"))
     if reason or layout is None:

@@ -21,12 +21,11 @@ from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     FEW_SEEDS,
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 
 if TYPE_CHECKING:
@@ -35,8 +34,8 @@ if TYPE_CHECKING:
 
 
 @register("restores_at_max", needs=("treated", "family", "null"))
-def restores_at_max(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def restores_at_max(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     reason, words = scope.missing(finding.role("treated"), finding.role("family"), finding.role("null"))
     if reason:
         return v.inconclusive(reason, words)

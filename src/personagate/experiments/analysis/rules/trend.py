@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 from personagate.experiments.analysis.rules.registry import register
 from personagate.experiments.analysis.verdict import (
     INCOHERENT_ARM,
-    INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     STRADDLES,
-    Verdict,
+    Draft,
 )
 from personagate.power import mcnemar_detectable, mcnemar_power
 from personagate.stats import paired_difference, paired_trend
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
 
 
 @register("trend", needs=("family",))
-def trend(scope: Evidence, finding: Finding) -> Verdict:
-    v = Verdict(finding.id, scope.label, INCONCLUSIVE, finding.claim)
+def trend(scope: Evidence, finding: Finding) -> Draft:
+    v = Draft(finding.id, scope.id, finding.claim)
     reason, words = scope.missing(finding.role("family"))
     if reason:
         return v.inconclusive(reason, words)

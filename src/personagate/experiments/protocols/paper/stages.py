@@ -9,21 +9,22 @@ import math
 from personagate.activations import second_moments
 from personagate.directions import Direction, energy_matched_direction
 from personagate.experiments.design.framing import DEFAULT_FRAMING
-from personagate.experiments.design.names import HARMFUL_VAL, STOPPED, Role
+from personagate.experiments.design.names import HARMFUL_VAL, Role
 from personagate.experiments.design.plan import ModelShape
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols.base import Protocol
 from personagate.experiments.protocols.paper.arms import PaperBlocks
 from personagate.experiments.protocols.paper.vectors import KINDS, POSITIONS, PaperVectors, VectorsUnavailable
+from personagate.experiments.storage.facts import GEOMETRY, LAYOUT, PAPER_BLOCKS, RESAMPLE_SEEDS, STOPPED
 from personagate.interventions import Add, Program, steer
 
 
 def run_paper_stages(protocol: Protocol, runner: StudyRunner) -> None:
     spec, store, chat = runner.spec, runner.store, runner.chat
     blocks = PaperBlocks.of(spec, runner.n_layers, chat.name)
-    store.set_fact("layout", blocks.layout().to_fact())
-    store.set_fact("paper_blocks", dataclasses.asdict(blocks))
+    store.set_fact(LAYOUT, blocks.layout().to_fact())
+    store.set_fact(PAPER_BLOCKS, dataclasses.asdict(blocks))
     runner.learn_refusal_tokens()
     try:
         directions = PaperVectors(runner).make(blocks)
@@ -39,8 +40,8 @@ def run_paper_stages(protocol: Protocol, runner: StudyRunner) -> None:
     runner.readout(
         [c for c in conditions if c.role in roles and c.mode == spec.generation.main and c.prompts == "harmful"]
     )
-    store.set_fact("geometry", geometry(directions, runner.n_layers))
-    store.set_fact("resample_seeds", [spec.directions.resamples[0]])
+    store.set_fact(GEOMETRY, geometry(directions, runner.n_layers))
+    store.set_fact(RESAMPLE_SEEDS, [spec.directions.resamples[0]])
 
 
 def null_directions(runner: StudyRunner, blocks: PaperBlocks, directions: dict[str, Direction]) -> dict[str, Direction]:

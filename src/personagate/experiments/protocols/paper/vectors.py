@@ -31,6 +31,7 @@ from personagate.errors import PersonagateError
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols.paper.arms import PaperBlocks
+from personagate.experiments.storage.facts import PAPER_FILTER
 from personagate.generation import Decoding, generate
 from personagate.likelihood import mean_loglik, unsteered_logliks
 from personagate.prompts import ChatFormatter
@@ -106,7 +107,7 @@ class PaperVectors:
         kept = {pole: self._replies(data[pole], data["questions"], pole) for pole in ("positive", "negative")}
         n = min(len(kept["positive"]), len(kept["negative"]))
         if n == 0:
-            made = {pole: self.runner.store.fact(f"paper_filter_{pole}") for pole in kept}
+            made = {pole: self.runner.store.fact(PAPER_FILTER.of(pole)) for pole in kept}
             raise VectorsUnavailable(
                 "the paper's persona vector cannot be made on this model: the filter kept "
                 f"{made['positive']['kept']} of {made['positive']['generated']} replies under the positive "
@@ -141,7 +142,7 @@ class PaperVectors:
         for prompt, reply, loglik in zip(ids, replies, logliks, strict=True):
             if reply.tokens and label(is_refusal(reply.text), reply.text, loglik, self.runner.rule) == wanted:
                 kept.append((prompt, reply.tokens, reply.text))
-        self.runner.store.set_fact(f"paper_filter_{pole}", {"generated": len(ids), "kept": len(kept)})
+        self.runner.store.set_fact(PAPER_FILTER.of(pole), {"generated": len(ids), "kept": len(kept)})
         return kept
 
     def _user_replies(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:

@@ -12,15 +12,14 @@ from personagate.experiments.design.framing import Framing
 from personagate.experiments.design.histories import Histories
 from personagate.experiments.design.layout import Layout
 from personagate.experiments.design.names import (
-    DRIFT_FACT,
     HARMFUL,
     HARMFUL_VAL,
-    PROJECTION_FACT,
     Role,
 )
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols.v3.multiturn_arms import null_key
+from personagate.experiments.storage.facts import DRIFT, PROJECTION
 from personagate.generation import check_context
 
 
@@ -88,7 +87,7 @@ def persona_readout(runner: StudyRunner, conditions: Sequence[Condition], layer:
     at ``layer``, per condition: a run-store fact. The shared history is prefilled once per batch."""
     persona = runner.directions[0]["persona"].unit_at(layer)
     for c in conditions:
-        key = f"{PROJECTION_FACT}:{c.name}"
+        key = PROJECTION.of(c.name)
         if runner.store.fact(key) is not None:
             continue
         ids = runner.ids(HARMFUL, c.framing)
@@ -101,7 +100,7 @@ def drift(runner: StudyRunner, form: str, layout: Layout) -> None:
     """The persona (at the injection layer) and refusal (at the late window's first layer) projections
     at the last token of every turn of the longest conversation: the history is the same for every
     probe, so one probe shows the drift (the probe turn itself varies: see ``persona_readout``)."""
-    key = f"{DRIFT_FACT}:{form}"
+    key = DRIFT.of(form)
     if runner.store.fact(key) is not None:
         return
     spec = runner.spec

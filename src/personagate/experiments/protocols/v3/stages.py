@@ -18,13 +18,22 @@ from personagate.experiments.analysis.measurements import Measurements
 from personagate.experiments.design.conditions import Condition
 from personagate.experiments.design.framing import DEFAULT_FRAMING
 from personagate.experiments.design.layout import Layout
-from personagate.experiments.design.names import HARMFUL_VAL, STOPPED, Group, Role
+from personagate.experiments.design.names import HARMFUL_VAL, Group, Role
 from personagate.experiments.design.plan import ArmPlan, ArmValues, Doses, ModelShape
 from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols.base import Protocol
 from personagate.experiments.protocols.v3 import sweeps
 from personagate.experiments.protocols.v3.multiturn_stages import check_multiturn_fits, run_multiturn
 from personagate.experiments.protocols.v3.vectors import VectorMaker
+from personagate.experiments.storage.facts import (
+    CALIBRATION,
+    COS_PERSONA_REFUSAL,
+    LAYOUT,
+    PERSONA_COEFF,
+    PERSONA_COEFF_RULE,
+    RESAMPLE_SEEDS,
+    STOPPED,
+)
 from personagate.interventions import Program, steer
 
 
@@ -32,7 +41,7 @@ def run_stages(protocol: Protocol, runner: StudyRunner) -> None:
     spec, store, n_layers = runner.spec, runner.store, runner.n_layers
     shape = ModelShape(n_layers, runner.chat.name)
     layout = Layout.of(spec, n_layers)
-    store.set_fact("layout", layout.to_fact())
+    store.set_fact(LAYOUT, layout.to_fact())
     check_multiturn_fits(runner)
     runner.learn_refusal_tokens()
     assert runner.refusal_tokens is not None
@@ -44,13 +53,13 @@ def run_stages(protocol: Protocol, runner: StudyRunner) -> None:
     runner.measure(validation, "validation")
     coeff = choose_coefficient(runner, [c for c in validation if c.group == Group.PERSONA_SWEEP])
     if coeff is None:  # nothing to test: every arm would rest on an incoherent persona
-        store.set_fact("resample_seeds", list(seeds))
+        store.set_fact(RESAMPLE_SEEDS, list(seeds))
         return
 
     if spec.multiturn.enabled and spec.multiturn.only:  # the multi-turn family alone
         plan = protocol.plan(spec, shape, ArmValues(coeff, (0.0,) * n_layers))
         run_multiturn(runner, layout, plan.stage("multi-turn"))
-        store.set_fact("resample_seeds", [seeds[0]])
+        store.set_fact(RESAMPLE_SEEDS, [seeds[0]])
         return
     doses = reintroduction_doses(runner, protocol.plan(spec, shape), layout)
     if spec.windows.random == "energy":
@@ -73,8 +82,8 @@ def run_stages(protocol: Protocol, runner: StudyRunner) -> None:
         runner.measure(plan.stage(f"resample {seed}"), f"resample {seed}")
 
     persona, refusal = runner.directions[0]["persona"], runner.directions[0]["refusal"]
-    store.set_fact("cos_persona_refusal", persona.cosine(refusal, n_layers).tolist())
-    store.set_fact("resample_seeds", list(seeds))
+    store.set_fact(COS_PERSONA_REFUSAL, persona.cosine(refusal, n_layers).tolist())
+    store.set_fact(RESAMPLE_SEEDS, list(seeds))
 
 
 def choose_coefficient(runner: StudyRunner, sweep: Sequence[Condition]) -> float | None:
@@ -93,8 +102,8 @@ def choose_coefficient(runner: StudyRunner, sweep: Sequence[Condition]) -> float
         runner.store.set_fact(STOPPED, f"no persona coefficient was coherent on validation: {tried}")
         return None
     best = min(coherent, key=lambda c: (measured.rates[c.name].refusal_rate, float(c.axis or 0)))
-    runner.store.set_fact("persona_coeff", best.axis)
-    runner.store.set_fact("persona_coeff_rule", "strongest coherent suppression on validation")
+    runner.store.set_fact(PERSONA_COEFF, best.axis)
+    runner.store.set_fact(PERSONA_COEFF_RULE, "strongest coherent suppression on validation")
     return float(best.axis or 0)
 
 
@@ -104,13 +113,13 @@ def reintroduction_doses(runner: StudyRunner, plan: ArmPlan, layout: Layout) -> 
     if spec.reintroduce.dose != "calibrated":
         return sweeps.fixed_doses(layout, spec.reintroduce.coeffs)
     runner.measure(plan.stage("calibration"), "calibration")
-    known = runner.store.fact("calibration")
+    known = runner.store.fact(CALIBRATION)
     calibration = (
         Calibration.from_fact(known)
         if known
         else calibrate(Measurements.of(runner.store), spec.reintroduce.coeffs, spec.scoring.max_nll_delta)
     )
-    runner.store.set_fact("calibration", calibration.to_fact())
+    runner.store.set_fact(CALIBRATION, calibration.to_fact())
     return calibration.doses
 
 

@@ -29,6 +29,7 @@ from personagate.experiments.design.spec import StudySpec
 from personagate.experiments.design.splits import PromptSplits, persona_split
 from personagate.experiments.execution.artifacts import VectorCache
 from personagate.experiments.protocols.v3.sweeps import injected_key
+from personagate.experiments.storage.facts import REFUSAL_SELECTED
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import RefusalSelection, refusal_direction, refusal_direction_at
 from personagate.models.loading import ChatModel
@@ -182,12 +183,12 @@ class VectorMaker:
             found.save_candidates(self.store.path / "refusal_candidates.csv")
             assert found.per_layer is not None
             self.store.set_fact(
-                "refusal_selected",
+                REFUSAL_SELECTED,
                 {"position": found.direction.meta["position"], "layer": found.direction.meta["layer"]},
             )
             per_layer, selected = found.per_layer, found.direction
         else:
-            chosen = self.store.fact("refusal_selected")
+            chosen = self.store.fact(REFUSAL_SELECTED)
             per_layer = refusal_direction_at(
                 self.chat,
                 harmful,
