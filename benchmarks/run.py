@@ -216,7 +216,7 @@ def workers_row(model: str, chat, d: dict[str, Direction], prompts, budget: int,
     pool.close()
 
     def keyed(results: dict) -> dict:
-        return {(r.condition, r.prompt_set, r.prompt_id): r for rows in results.values() for r in rows}
+        return {(r.condition, r.prompt_set, r.prompt_id): r for done in results.values() for r in done.rows}
 
     same = keyed(local) == keyed(remote)
     print("\n| executor | units | wall (s) | vs in-process |\n|---|---:|---:|---:|")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 
 import pytest
+import torch
 
 from personagate import PersonagateError
 from personagate.models.bundled import (
@@ -64,6 +66,11 @@ def test_cache_is_built_once_and_rebuilt_when_damaged(tmp_path, capfd):
 
     load_cached(SMOLLM2_135M, load, root=tmp_path)
     assert "building" not in capfd.readouterr().err
+    # the dequantised weights are plain: no GGUF quantization config left to force fp32 matmuls on bf16
+    folder = tmp_path / SMOLLM2_135M.cache_key
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    bf16 = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16)
+    assert next(bf16.parameters()).dtype == torch.bfloat16 and getattr(bf16, "hf_quantizer", None) is None
 
     weights = tmp_path / SMOLLM2_135M.cache_key / "model.safetensors"
     data = bytearray(weights.read_bytes())

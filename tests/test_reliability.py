@@ -231,7 +231,9 @@ def test_non_finite_activations_mark_the_reply_and_the_condition(tmp_path):
     table = Program([Add("v", 1e37, 1)]).to_table()
     unit = Unit("generate", "harmful", (("huge", 0, table),), ((0, (1, 2, 3), ()),))
     settings = Settings(3, 2, 4, (5,), CoherenceRule(-4.0, 0.5, 0.3))
-    rows = compute(chat, {0: {"v": v}}, unit, settings)
+    computed = compute(chat, {0: {"v": v}}, unit, settings)
+    rows = computed.rows
+    assert computed.cost.rows == 1 and computed.cost.prompt_tokens == 3 and computed.cost.seconds > 0
     assert rows[0].text == NONFINITE_TEXT and rows[0].label == INCOHERENT and rows[0].refusal == 0
     layout = LaidOut().add("baseline", Role.BASELINE, pattern(60)).add("persona", Role.PERSONA, pattern(20))
     with layout.store(tmp_path) as store:

@@ -22,6 +22,8 @@ from personagate import Direction, PersonagateError
 from personagate.cli import main
 from personagate.experiments.protocols import load_spec
 from personagate.experiments.storage import facts
+from personagate.experiments.storage.profile import read_profile
+from personagate.experiments.storage.store import RunStore
 
 from tiny import tiny_model
 
@@ -236,13 +238,29 @@ def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", str(study_dir / "spec.toml"), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["report", str(out), "--markdown", "--plots", str(tmp_path / "plots")]) == 0
+    assert main(["report", str(out), "--markdown", "--plots", str(tmp_path / "plots"), "--profile"]) == 0
     printed = capsys.readouterr().out
     assert (
         "| baseline |" in printed and "| condition | refusal |" in printed and "| finding | kind | verdict |" in printed
     )
     stems = {path.stem for path in (tmp_path / "plots").glob("*.png")}
-    assert {"persona_coefficient", "reintroduction", "windows", "readout", "cosine"} <= stems
+    assert {"persona_coefficient", "reintroduction", "windows", "readout", "cosine", "time_profile"} <= stems
+    # the time profile: every stage of the protocol, the unit kinds inside them, tokens decoded
+    profile = printed[printed.index("stage  ") :]
+    for stage in ("load", "directions", "validation", "test", "analysis", "total"):
+        assert f"\n{stage} " in f"\n{profile}", stage
+    assert " generate " in profile and " guard " in profile
+    assert "Time profile" in (out / "report.html").read_text()
+    with RunStore(out, create=False) as store:
+        entries = read_profile(store)
+    generate = [e for e in entries if e.kind == "generate"]
+    assert generate and all(e.decoded_tokens > 0 and e.rows > 0 and e.prompt_tokens > 0 for e in generate)
+    wall = RunStore(out, create=False)
+    try:
+        session = wall.fact(facts.SECONDS_LAST_SESSION)
+    finally:
+        wall.close()
+    assert session is not None and sum(e.seconds for e in entries) == pytest.approx(session, rel=0.05, abs=0.5)
 
 
 class _Judge(BaseHTTPRequestHandler):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def add_parsers(sub: Any) -> None:
         if name == "run":
             study.add_argument("spec", type=Path, help="the study spec (TOML)")
         study.add_argument("--model", default=None, help="overrides [model] id of the spec")
+        study.add_argument("--dtype", default=None, choices=common.DTYPES, help="overrides [model] dtype of the spec")
         study.add_argument("--quick", action="store_true", help="every arm, fewer prompts, seeds and layers")
         study.add_argument(
             "--protocol",
@@ -54,6 +56,7 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("run_dir", type=Path, help="a run directory (made by reproduce or run)")
     rep.add_argument("--markdown", action="store_true", help="also print the summary as a Markdown table")
     rep.add_argument("--plots", type=common.out_path, default=None, help="also write the plots as PNG files here")
+    rep.add_argument("--profile", action="store_true", help="also print where the run's time went, per stage")
     rep.set_defaults(run=report)
     export = sub.add_parser("export", help="write a run's tables again, as CSV/JSONL or Parquet")
     export.add_argument("run_dir", type=Path, help="a run directory (made by reproduce or run)")
@@ -82,8 +85,10 @@ def run_study(args: argparse.Namespace) -> int:
     from personagate.report.terminal import verdict_table
 
     spec = load_spec(getattr(args, "spec", None), quick=args.quick, protocol=args.protocol)
+    if args.dtype:
+        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, dtype=args.dtype))
     model = args.model or spec.model.id
-    profile = profile_name(spec.protocol, args.quick)
+    profile = profile_name(spec.protocol, args.quick) + (f"-{args.dtype}" if args.dtype not in (None, "auto") else "")
     out = args.out or Path("runs") / f"{Path(model).name}-{profile}"
     if args.ray_address and not args.workers:
         raise PersonagateError("--ray-address needs --workers N")
@@ -114,6 +119,10 @@ def report(args: argparse.Namespace) -> int:
     print(f"wrote {rebuild(results)}", file=sys.stderr)
     if args.markdown:
         print(markdown(results))
+    if args.profile:
+        from personagate.report.profile import profile_text
+
+        print(profile_text(results.profile))
     if args.plots:
         for path in save_plots(results, args.plots):
             print(f"wrote {path}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -23,6 +24,7 @@ from personagate.experiments.execution.runner import StudyRunner
 from personagate.experiments.protocols import get as get_protocol
 from personagate.experiments.protocols import recorded_spec
 from personagate.experiments.storage.facts import SECONDS_LAST_SESSION
+from personagate.experiments.storage.profile import UnitCost, read_profile
 from personagate.experiments.storage.store import RunStore
 from personagate.models.loading import check_model_source, load_model, model_layer_count
 from personagate.outputs import check_run_dir
@@ -96,6 +98,7 @@ def run_study(
             store.check_identity(manifest, IDENTITY_BEFORE_LOAD)
         started = time.perf_counter()
         chat = load_model(model_id, device=spec.model.device, dtype=spec.model.dtype)
+        loaded = time.perf_counter()
         manifest.update(
             {
                 "model": chat.name,
@@ -136,10 +139,13 @@ def run_study(
             )
             executor = RayPool(config)
         runner = StudyRunner(spec, chat, store, splits, progress, executor)
+        runner.profile.add("model", UnitCost(loaded - started), stage="load")
         get_protocol(spec.protocol).run(runner)
+        with runner.profile.stage("analysis"):
+            results = Results.of(store, recorded_spec(store.manifest()))
+            write_exports(results)
         store.set_fact(SECONDS_LAST_SESSION, time.perf_counter() - started)
-        results = Results.of(store, recorded_spec(store.manifest()))
-        write_exports(results)
+        results = dataclasses.replace(results, profile=read_profile(store))  # with the analysis's own time
     finally:
         if executor is not None:
             executor.close()

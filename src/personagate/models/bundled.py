@@ -25,6 +25,9 @@ from personagate.errors import PersonagateError
 
 CACHE_ENV = "PERSONAGATE_CACHE_DIR"
 MANIFEST = "personagate-cache.json"
+# The cache's own format: 2 = saved without the GGUF ``quantization_config`` the conversion inherits,
+# which made transformers compute every matmul in fp32 whatever dtype was asked for. Older caches rebuild.
+CACHE_FORMAT = 2
 _CHUNK = 1 << 24
 
 
@@ -196,6 +199,8 @@ def convert_gguf_to_folder(gguf: Path, dest: Path) -> None:
     config = loaded.config
     if not getattr(config, "architectures", None):
         config.architectures = [type(loaded).__name__]
+    if hasattr(config, "quantization_config"):  # dequantised above: the weights are plain fp32 now
+        del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), strict=True)
     fresh.save_pretrained(str(dest))
@@ -204,7 +209,7 @@ def convert_gguf_to_folder(gguf: Path, dest: Path) -> None:
 
 def _write_manifest(folder: Path, bundle: BundledModel) -> None:
     files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(folder.iterdir())}
-    manifest = {"bundle": bundle.name, "gguf_sha256": bundle.sha256, "files": files}
+    manifest = {"bundle": bundle.name, "gguf_sha256": bundle.sha256, "format": CACHE_FORMAT, "files": files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
@@ -213,7 +218,7 @@ def _manifest_files(folder: Path, bundle: BundledModel) -> dict[str, dict] | Non
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
-        if manifest.get("gguf_sha256") != bundle.sha256:
+        if manifest.get("gguf_sha256") != bundle.sha256 or manifest.get("format") != CACHE_FORMAT:
             return None
         for name, meta in files.items():
             if (folder / name).stat().st_size != meta["size"]:

@@ -9,6 +9,7 @@ from personagate.experiments.analysis.results import Results
 from personagate.experiments.design.names import Group, Role
 from personagate.report import plots
 from personagate.report.multiturn_plots import multiturn_figures
+from personagate.report.profile import profile_figure
 from personagate.stats import share_restored
 
 Named = tuple[str, plots.Figure]
@@ -50,5 +51,6 @@ def named_figures(results: Results) -> list[Named]:
         ("cosine", plots.cosine(results.facts.cos_persona_refusal)),
         ("geometry", plots.geometry(results.facts.geometry)),
         *multiturn_figures(results),
+        ("time_profile", profile_figure(results.profile)),
     ]
     return [(stem, figure) for stem, figure in made if figure is not None]

@@ -24,6 +24,7 @@ from personagate.experiments.analysis.verdict import Verdict
 from personagate.experiments.storage.records import Row
 from personagate.outputs import write_atomically
 from personagate.report.figures import named_figures
+from personagate.report.profile import profile_html
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1150px;color:#222;line-height:1.45}
@@ -115,6 +116,7 @@ def render(results: Results, samples: int = 3) -> str:
             "move a verdict.</p>" + _verdict_table(judged)
         )
     parts.append(_agreements(results))
+    parts.append(profile_html(results.profile))
     parts.append("<h2>Sample replies</h2>" + _samples(results, samples))
     every = tuple(c for c in SUMMARY_COLUMNS if c != "description")
     parts.append(

@@ -28,6 +28,7 @@ from personagate.experiments.storage.facts import (
     STOPPED,
     STOPPED_LEGACY,
 )
+from personagate.experiments.storage.profile import ProfileEntry, read_profile
 from personagate.experiments.storage.store import RunStore
 
 
@@ -92,6 +93,7 @@ class Results:
     readout: Mapping[str, list[list[float]]]  # per condition: [layer][prompt] projections
     judge_verdicts: tuple[Verdict, ...] = ()  # the same rules with the judge's labels, when a judge ran
     drift: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per multi-turn form
+    profile: tuple[ProfileEntry, ...] = ()  # where the run's time went, per stage and kind of work
 
     @classmethod
     def of(cls, store: RunStore, spec: StudySpec) -> Results:
@@ -115,6 +117,7 @@ class Results:
             readout=store.readout(),
             judge_verdicts=judge_verdicts,
             drift=store.facts_under(DRIFT),
+            profile=read_profile(store),
         )
 
     # --- views the report and the plots share ----------------------------------------------------

@@ -1,6 +1,7 @@
 """Who computes the work units: this process (the default), or a pool of Ray actors (``--workers``).
 
-An executor takes units and yields ``(unit, rows)`` as each finishes; the driver writes the rows.
+An executor takes units and yields ``(unit, computed)`` (rows and cost) as each finishes; the driver
+writes the rows.
 The in-process executor is a loop; the Ray one lives in ``personagate.experiments.execution.ray_pool`` and is
 imported only when asked for.
 """
@@ -11,8 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from personagate.directions import Direction
-from personagate.experiments.execution.units import Settings, Unit, compute
-from personagate.experiments.storage.records import Row
+from personagate.experiments.execution.units import Computed, Settings, Unit, compute
 from personagate.models.loading import ChatModel
 from personagate.prefill import PrefixCache
 
@@ -20,7 +20,7 @@ from personagate.prefill import PrefixCache
 class Executor(Protocol):
     def run(
         self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
-    ) -> Iterator[tuple[Unit, list[Row]]]: ...
+    ) -> Iterator[tuple[Unit, Computed]]: ...
 
     def close(self) -> None: ...
 
@@ -34,7 +34,7 @@ class InProcess:
 
     def run(
         self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
-    ) -> Iterator[tuple[Unit, list[Row]]]:
+    ) -> Iterator[tuple[Unit, Computed]]:
         for unit in units:
             yield unit, compute(self.chat, directions, unit, settings, self.prefix_cache)
 

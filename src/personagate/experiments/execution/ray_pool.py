@@ -19,8 +19,7 @@ from typing import Any
 
 from personagate.directions import Direction
 from personagate.errors import PersonagateError
-from personagate.experiments.execution.units import Settings, Unit, compute
-from personagate.experiments.storage.records import Row
+from personagate.experiments.execution.units import Computed, Settings, Unit, compute
 from personagate.prefill import PrefixCache
 
 # A failed actor is probed until it answers (Ray restarts it and it loads the model again).
@@ -65,11 +64,11 @@ class Worker:
     def process_id(self) -> int:
         return self.pid
 
-    def compute(self, unit: Unit, settings: Settings, key: str, directions: dict[int, dict[str, bytes]]) -> list[dict]:
+    def compute(self, unit: Unit, settings: Settings, key: str, directions: dict[int, dict[str, bytes]]) -> Computed:
         if key != self.key:  # a new set of directions: decode it once
             self.directions = {r: {k: Direction.from_bytes(v) for k, v in d.items()} for r, d in directions.items()}
             self.key = key
-        return [row.__dict__ for row in compute(self.chat, self.directions, unit, settings, self.prefix_cache)]
+        return compute(self.chat, self.directions, unit, settings, self.prefix_cache)
 
 
 class RayPool:
@@ -105,7 +104,7 @@ class RayPool:
 
     def run(
         self, units: Sequence[Unit], directions: dict[int, dict[str, Direction]], settings: Settings
-    ) -> Iterator[tuple[Unit, list[Row]]]:
+    ) -> Iterator[tuple[Unit, Computed]]:
         """Each actor holds one unit at a time; a finished unit is yielded at once and its actor takes the
         next. An actor whose unit failed is probed until it answers again (Ray restarts a dead actor)
         before it gets more work; the unit goes to another actor first."""
@@ -151,7 +150,7 @@ class RayPool:
             probes.pop(actor, None)
             idle.append(actor)
             if index is not None:
-                yield queue[index], [Row(**row) for row in result]
+                yield queue[index], result
 
     def _probe(self, actor: int, running: dict[Any, tuple[int | None, int]], probes: dict[int, int]) -> None:
         """Ask a failed actor for its process id; it gets work again once it answers."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Sequence
 
 from tqdm.auto import tqdm
@@ -28,6 +29,7 @@ from personagate.experiments.execution.executors import Executor, InProcess
 from personagate.experiments.execution.units import Kind, Unit, cut
 from personagate.experiments.execution.units import Settings as UnitSettings
 from personagate.experiments.storage.facts import REFUSAL_TOKENS
+from personagate.experiments.storage.profile import TimeProfile
 from personagate.experiments.storage.records import StoredCondition
 from personagate.experiments.storage.store import RunStore
 from personagate.extraction import find_refusal_tokens, projections_by_layer
@@ -82,6 +84,7 @@ class StudyRunner:
         self._spans: dict[tuple[str, Framing], list[TurnSpans]] = {}  # conversation framings: where the turns lie
         self._histories: Histories | None = None
         self._neutral: list[tuple[list[int], list[int]]] | None = None
+        self.profile = TimeProfile(store)  # where this session's time goes, added to the store's
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -178,7 +181,9 @@ class StudyRunner:
         units += self._guard_units(conditions)
         pending = [u for u in units if not self._done(u)]
         bar = tqdm(total=len(pending), desc=desc, disable=not self.progress, unit="unit")
-        for unit, rows in self.executor.run(pending, self.directions, self.unit_settings()):
+        waited = time.perf_counter()
+        for unit, computed in self.executor.run(pending, self.directions, self.unit_settings()):
+            rows = computed.rows
             done = {
                 (r.condition, r.prompt_id)
                 for r in rows
@@ -190,8 +195,13 @@ class StudyRunner:
                 flags = self.judged([texts[r.prompt_id] for r in rows], [r.text or "" for r in rows])
                 rows = [dataclasses.replace(r, judge=f) for r, f in zip(rows, flags, strict=True)]
             self.store.write_rows(rows)
+            # the driver's wall time per unit (waiting, judging, writing): with a pool, units overlap
+            now = time.perf_counter()
+            self.profile.add(unit.kind, dataclasses.replace(computed.cost, seconds=now - waited), units=1)
+            waited = now
             bar.update()
         bar.close()
+        self.profile.save()
 
     def judged(self, prompts: Sequence[str], replies: Sequence[str]) -> list[int | None]:
         """The judge's flags, each asked once per (judge, prompt and reply): cached in the run store."""
@@ -242,42 +252,45 @@ class StudyRunner:
     # --- stages -----------------------------------------------------------------------------------
 
     def learn_refusal_tokens(self) -> None:
-        tokens = self.store.fact(REFUSAL_TOKENS)
-        settings = self.spec.directions
-        if tokens is None and settings.refusal_tokens:
-            ids = [self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in settings.refusal_tokens]
-            tokens = {"ids": ids, "tokens": list(settings.refusal_tokens)}
-            self.store.set_fact(REFUSAL_TOKENS, tokens)
-        if tokens is None:
-            n = self.spec.generation.refusal_token_prompts
-            found = find_refusal_tokens(
-                self.chat,
-                self.formatter(),
-                self.splits.harmful_val[:n],
-                self.splits.harmless_val[: max(2, n // 2)],
-                batch_size=self.batch,
-                progress=self.progress,
-            )
-            tokens = found.to_dict()
-            self.store.set_fact(REFUSAL_TOKENS, tokens)
-        self.refusal_tokens = RefusalTokens.from_dict(tokens)
+        with self.profile.timed("refusal tokens"):
+            tokens = self.store.fact(REFUSAL_TOKENS)
+            settings = self.spec.directions
+            if tokens is None and settings.refusal_tokens:
+                ids = [
+                    self.chat.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in settings.refusal_tokens
+                ]
+                tokens = {"ids": ids, "tokens": list(settings.refusal_tokens)}
+                self.store.set_fact(REFUSAL_TOKENS, tokens)
+            if tokens is None:
+                n = self.spec.generation.refusal_token_prompts
+                found = find_refusal_tokens(
+                    self.chat,
+                    self.formatter(),
+                    self.splits.harmful_val[:n],
+                    self.splits.harmless_val[: max(2, n // 2)],
+                    batch_size=self.batch,
+                    progress=self.progress,
+                )
+                tokens = found.to_dict()
+                self.store.set_fact(REFUSAL_TOKENS, tokens)
+            self.refusal_tokens = RefusalTokens.from_dict(tokens)
 
     def readout(self, conditions: Sequence[Condition], resample: int = 0) -> None:
         """Per prompt and layer: the projection onto each layer's own refusal direction at the last token."""
         have = self.store.readout()
         refusal = self.directions[resample]["refusal"]
-        for c in conditions:
-            if c.name in have:
-                continue
-            values = projections_by_layer(
-                self.chat,
-                self.ids(c.prompts, c.framing),
-                refusal,
-                program=c.program(self.directions[c.resample]),
-                batch_size=self.batch,
-                progress=False,
-            )
-            self.store.write_readout(c.name, values.tolist())
+        todo = [c for c in conditions if c.name not in have]
+        with self.profile.timed("readout"):
+            for c in todo:
+                values = projections_by_layer(
+                    self.chat,
+                    self.ids(c.prompts, c.framing),
+                    refusal,
+                    program=c.program(self.directions[c.resample]),
+                    batch_size=self.batch,
+                    progress=False,
+                )
+                self.store.write_readout(c.name, values.tolist())
 
 
 def _by_prompts(conditions: Sequence[Condition]) -> dict[tuple[str, Framing], list[Condition]]:

@@ -10,6 +10,7 @@ is computed twice (a retry, a resumed run) gives the same rows, and the store ta
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import torch
 from personagate.conversations import TurnSpans
 from personagate.directions import Direction
 from personagate.experiments.design import names as g
+from personagate.experiments.storage.profile import UnitCost
 from personagate.experiments.storage.records import NONFINITE_TEXT, Row
 from personagate.generation import Decoding, generate_grid, next_token_logits_grid
 from personagate.interventions import Program
@@ -64,19 +66,41 @@ class Settings:
     rule: CoherenceRule
 
 
+@dataclass(frozen=True)
+class Computed:
+    """A unit's rows and what computing them cost (the run's time profile adds the costs up)."""
+
+    rows: list[Row]
+    cost: UnitCost
+
+
 def compute(
     chat: ChatModel,
     directions: dict[int, dict[str, Direction]],
     unit: Unit,
     settings: Settings,
     prefix_cache: PrefixCache | None = None,
-) -> list[Row]:
-    """The rows of one unit (deterministic: greedy decoding, fixed batches). ``prefix_cache`` keeps
-    shared prompt prefixes (a conversation's history) from one unit to the next."""
+) -> Computed:
+    """The rows of one unit (deterministic: greedy decoding, fixed batches) and their cost.
+    ``prefix_cache`` keeps shared prompt prefixes (a conversation's history) from one unit to the next."""
+    started = time.perf_counter()
+    rows, decoded = _rows(chat, directions, unit, settings, prefix_cache)
+    prompt = sum(len(context) + len(scored) for _, context, scored in unit.items) * len(unit.programs)
+    return Computed(rows, UnitCost(time.perf_counter() - started, prompt, decoded, len(rows)))
+
+
+def _rows(
+    chat: ChatModel,
+    directions: dict[int, dict[str, Direction]],
+    unit: Unit,
+    settings: Settings,
+    prefix_cache: PrefixCache | None,
+) -> tuple[list[Row], int]:
+    """The unit's rows and the number of tokens decoded for them."""
     programs = [Program.from_table(table, name).bind(directions[resample]) for name, resample, table in unit.programs]
     names = [name for name, _, _ in unit.programs]
     if unit.kind == "guard":
-        return _guard(chat, names, programs, unit, settings)
+        return _guard(chat, names, programs, unit, settings), 0
     tokens = RefusalTokens(settings.refusal_token_ids)
     ids = [list(prompt) for _, prompt, _ in unit.items]
     prompt_ids = [i for i, _, _ in unit.items]
@@ -99,7 +123,7 @@ def compute(
                 else Row(name, unit.prompt_set, i, refusal=int(s > 0), score=float(s))
                 for i, s, bad in zip(prompt_ids, scores, broken, strict=True)
             ]
-        return rows
+        return rows, 0
     screen = unit.kind == "screen"
     out = generate_grid(
         chat,
@@ -142,7 +166,7 @@ def compute(
                 loglik=loglik,
             )
         )
-    return rows
+    return rows, sum(len(reply.tokens) for _, _, reply in replies)
 
 
 def _guard(chat: ChatModel, names: list[str], programs: list[Program], unit: Unit, settings: Settings) -> list[Row]:

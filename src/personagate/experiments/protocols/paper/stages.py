@@ -21,25 +21,28 @@ from personagate.interventions import Add, Program, steer
 
 
 def run_paper_stages(protocol: Protocol, runner: StudyRunner) -> None:
-    spec, store, chat = runner.spec, runner.store, runner.chat
+    spec, store, chat, profile = runner.spec, runner.store, runner.chat, runner.profile
     blocks = PaperBlocks.of(spec, runner.n_layers, chat.name)
-    store.set_fact(LAYOUT, blocks.layout().to_fact())
-    store.set_fact(PAPER_BLOCKS, dataclasses.asdict(blocks))
-    runner.learn_refusal_tokens()
-    try:
-        directions = PaperVectors(runner).make(blocks)
-    except VectorsUnavailable as exc:
-        store.set_fact(STOPPED, str(exc))
-        return
-    directions.update(null_directions(runner, blocks, directions))
+    with profile.stage("directions"):
+        store.set_fact(LAYOUT, blocks.layout().to_fact())
+        store.set_fact(PAPER_BLOCKS, dataclasses.asdict(blocks))
+        runner.learn_refusal_tokens()
+        try:
+            with profile.timed("directions"):
+                directions = PaperVectors(runner).make(blocks)
+        except VectorsUnavailable as exc:
+            store.set_fact(STOPPED, str(exc))
+            return
+        with profile.timed("stream energy"):
+            directions.update(null_directions(runner, blocks, directions))
     directions["refusal"] = directions["paper-refusal-layers"]  # the readout's per-layer refusal direction
     runner.directions[0] = directions
-    conditions = protocol.plan(spec, ModelShape(runner.n_layers, chat.name)).stage("paper")
-    runner.measure(conditions, "paper")
-    roles = (Role.PERSONA, Role.PERSONA_LATE_WINDOW)
-    runner.readout(
-        [c for c in conditions if c.role in roles and c.mode == spec.generation.main and c.prompts == "harmful"]
-    )
+    with profile.stage("paper"):
+        conditions = protocol.plan(spec, ModelShape(runner.n_layers, chat.name)).stage("paper")
+        runner.measure(conditions, "paper")
+        roles = (Role.PERSONA, Role.PERSONA_LATE_WINDOW)
+        main = spec.generation.main
+        runner.readout([c for c in conditions if c.role in roles and c.mode == main and c.prompts == "harmful"])
     store.set_fact(GEOMETRY, geometry(directions, runner.n_layers))
     store.set_fact(RESAMPLE_SEEDS, [spec.directions.resamples[0]])
 

@@ -26,11 +26,13 @@ from personagate.generation import check_context
 def run_multiturn(runner: StudyRunner, layout: Layout, conditions: Sequence[Condition]) -> None:
     """The family's nulls, its arms (the plan's ``multi-turn`` stage), the probe readout and the drift."""
     spec = runner.spec
-    runner.directions[0].update(multiturn_nulls(runner, layout))
+    with runner.profile.timed("directions"):
+        runner.directions[0].update(multiturn_nulls(runner, layout))
     runner.measure(conditions, "multi-turn")
-    persona_readout(runner, [c for c in conditions if c.role == Role.MULTITURN], layout.injection)
-    for form in spec.multiturn.forms:
-        drift(runner, form, layout)
+    with runner.profile.timed("readout"):
+        persona_readout(runner, [c for c in conditions if c.role == Role.MULTITURN], layout.injection)
+        for form in spec.multiturn.forms:
+            drift(runner, form, layout)
 
 
 def check_multiturn_fits(runner: StudyRunner) -> None:

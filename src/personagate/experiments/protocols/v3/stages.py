@@ -38,48 +38,60 @@ from personagate.interventions import Program, steer
 
 
 def run_stages(protocol: Protocol, runner: StudyRunner) -> None:
-    spec, store, n_layers = runner.spec, runner.store, runner.n_layers
+    spec, store, n_layers, profile = runner.spec, runner.store, runner.n_layers, runner.profile
     shape = ModelShape(n_layers, runner.chat.name)
     layout = Layout.of(spec, n_layers)
-    store.set_fact(LAYOUT, layout.to_fact())
-    check_multiturn_fits(runner)
-    runner.learn_refusal_tokens()
-    assert runner.refusal_tokens is not None
-    maker = VectorMaker(spec, runner.chat, store, runner.splits, runner.refusal_tokens, runner.progress)
     seeds = spec.directions.resamples
-    runner.directions[0] = maker.make(seeds[0], layout.injection)
+    with profile.stage("directions"):
+        store.set_fact(LAYOUT, layout.to_fact())
+        check_multiturn_fits(runner)
+        runner.learn_refusal_tokens()
+        assert runner.refusal_tokens is not None
+        maker = VectorMaker(spec, runner.chat, store, runner.splits, runner.refusal_tokens, runner.progress)
+        with profile.timed("directions"):
+            runner.directions[0] = maker.make(seeds[0], layout.injection)
 
-    validation = protocol.plan(spec, shape).stage("validation")
-    runner.measure(validation, "validation")
-    coeff = choose_coefficient(runner, [c for c in validation if c.group == Group.PERSONA_SWEEP])
+    with profile.stage("validation"):
+        validation = protocol.plan(spec, shape).stage("validation")
+        runner.measure(validation, "validation")
+        coeff = choose_coefficient(runner, [c for c in validation if c.group == Group.PERSONA_SWEEP])
     if coeff is None:  # nothing to test: every arm would rest on an incoherent persona
         store.set_fact(RESAMPLE_SEEDS, list(seeds))
         return
 
     if spec.multiturn.enabled and spec.multiturn.only:  # the multi-turn family alone
         plan = protocol.plan(spec, shape, ArmValues(coeff, (0.0,) * n_layers))
-        run_multiturn(runner, layout, plan.stage("multi-turn"))
+        with profile.stage("multi-turn"):
+            run_multiturn(runner, layout, plan.stage("multi-turn"))
         store.set_fact(RESAMPLE_SEEDS, [seeds[0]])
         return
-    doses = reintroduction_doses(runner, protocol.plan(spec, shape), layout)
-    if spec.windows.random == "energy":
-        runner.directions[0].update(window_controls(runner, maker, layout, coeff, 0, seeds[0]))
-    baseline_val = next(c for c in validation if c.group == Group.BASELINE)
-    runner.readout([baseline_val])
-    target = torch.tensor(store.readout()[baseline_val.name]).mean(dim=1).tolist()  # [layer], validation
+    with profile.stage("calibration"):
+        doses = reintroduction_doses(runner, protocol.plan(spec, shape), layout)
+    with profile.stage("window controls"):
+        if spec.windows.random == "energy":
+            with profile.timed("stream energy"):
+                runner.directions[0].update(window_controls(runner, maker, layout, coeff, 0, seeds[0]))
+        baseline_val = next(c for c in validation if c.group == Group.BASELINE)
+        runner.readout([baseline_val])
+        target = torch.tensor(store.readout()[baseline_val.name]).mean(dim=1).tolist()  # [layer], validation
     plan = protocol.plan(spec, shape, ArmValues(coeff, tuple(target), doses))
-    conditions = plan.stage("test")
-    runner.measure(conditions, "test")
-    headline = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
-    runner.readout([c for c in conditions if c.role in headline and c.mode == spec.generation.main])
+    with profile.stage("test"):
+        conditions = plan.stage("test")
+        runner.measure(conditions, "test")
+        headline = (Role.PERSONA, Role.NATURAL, Role.PERSONA_LATE_WINDOW)
+        runner.readout([c for c in conditions if c.role in headline and c.mode == spec.generation.main])
     if spec.multiturn.enabled:
-        run_multiturn(runner, layout, plan.stage("multi-turn"))
+        with profile.stage("multi-turn"):
+            run_multiturn(runner, layout, plan.stage("multi-turn"))
 
     for index, seed in enumerate(seeds[1:], start=1):
-        runner.directions[index] = maker.make(seed, layout.injection)
-        if spec.windows.random == "energy":
-            runner.directions[index].update(window_controls(runner, maker, layout, coeff, index, seed))
-        runner.measure(plan.stage(f"resample {seed}"), f"resample {seed}")
+        with profile.stage(f"resample {seed}"):
+            with profile.timed("directions"):
+                runner.directions[index] = maker.make(seed, layout.injection)
+            if spec.windows.random == "energy":
+                with profile.timed("stream energy"):
+                    runner.directions[index].update(window_controls(runner, maker, layout, coeff, index, seed))
+            runner.measure(plan.stage(f"resample {seed}"), f"resample {seed}")
 
     persona, refusal = runner.directions[0]["persona"], runner.directions[0]["refusal"]
     store.set_fact(COS_PERSONA_REFUSAL, persona.cosine(refusal, n_layers).tolist())
