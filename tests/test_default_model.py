@@ -63,8 +63,8 @@ def test_the_papers_quick_protocol_on_the_bundled_model(tmp_path, capsys):
     assert main(["reproduce", "--protocol", "paper", "--quick", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     facts = _facts(out)
-    filters = {k: json.loads(v) for k, v in facts.items() if k.startswith("paper_filter_")}
-    assert filters["paper_filter_positive"]["generated"] == 8 * 4  # 8 instructions x 4 questions (quick)
+    filters = {k: json.loads(v) for k, v in facts.items() if k.startswith("paper_filter:")}
+    assert filters["paper_filter:positive"]["generated"] == 8 * 4  # 8 instructions x 4 questions (quick)
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = [v for v in csv.DictReader(f) if v["scope"] == "main"]
     assert verdicts and all(v["outcome"] == "inconclusive" and v["reason"] for v in verdicts)
