@@ -252,14 +252,9 @@ def test_report_markdown_and_plot_files(study_dir, tmp_path, capsys):
     assert " generate " in profile and " guard " in profile
     assert "Time profile" in (out / "report.html").read_text()
     with RunStore(out, create=False) as store:
-        entries = read_profile(store)
+        entries, session = read_profile(store), store.fact(facts.SECONDS_LAST_SESSION)
     generate = [e for e in entries if e.kind == "generate"]
     assert generate and all(e.decoded_tokens > 0 and e.rows > 0 and e.prompt_tokens > 0 for e in generate)
-    wall = RunStore(out, create=False)
-    try:
-        session = wall.fact(facts.SECONDS_LAST_SESSION)
-    finally:
-        wall.close()
     assert session is not None and sum(e.seconds for e in entries) == pytest.approx(session, rel=0.05, abs=0.5)
 
 
